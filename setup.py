@@ -1,0 +1,80 @@
+"""lovely.remotetask: a ZODB-native job queue for Zope Toolkit applications."""
+import os
+
+from setuptools import find_namespace_packages
+from setuptools import setup
+
+
+def read(*parts):
+    with open(os.path.join(os.path.dirname(__file__), *parts)) as f:
+        return f.read()
+
+
+TESTS_REQUIRE = [
+    'zope.testrunner',
+    'zope.testing',  # without it two layers in one run fail (DuplicateLogin)
+    'zope.testbrowser[wsgi]',
+    'webtest',
+    'coverage',
+]
+
+setup(
+    name='lovely.remotetask',
+    version='1.0.0.dev0',
+    description='A ZODB-native job queue for Zope Toolkit applications',
+    long_description=read('README.rst') + '\n\n' + read('CHANGES.txt'),
+    long_description_content_type='text/x-rst',
+    author='Lovely Systems and the lovely.remotetask developers',
+    license='ZPL-2.1',
+    classifiers=[
+        'Framework :: Zope :: 3',
+        'License :: OSI Approved :: Zope Public License',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.11',
+    ],
+    package_dir={'': 'src'},
+    packages=find_namespace_packages('src', include=['lovely.*']),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires='>=3.9',
+    install_requires=[
+        'setuptools',
+        'persistent',
+        'BTrees',
+        'transaction',
+        'ZODB',
+        'ZEO',
+        'zc.queue',
+        'zope.interface',
+        'zope.component',
+        'zope.schema',
+        'zope.configuration',
+        'zope.container',
+        'zope.location',
+        'zope.security',
+        'zope.securitypolicy',
+        'zope.principalregistry',
+        'zope.traversing',
+        'zope.publisher',
+        'zope.generations',
+        'zope.app.appsetup',
+        'zope.app.generations',
+        'zope.app.publication',
+        'zope.app.publisher',
+        'zope.app.wsgi',
+        'zope.app.zcmlfiles',
+        'zope.app.rotterdam',
+        'z3c.table',
+        'waitress',
+    ],
+    extras_require={
+        'test': TESTS_REQUIRE,
+        # psycopg2 is what RelStorage's postgresql extra picks on CPython.
+        'relstorage': ['RelStorage[postgresql]'],
+    },
+    entry_points={
+        'console_scripts': [
+            'remotetask = lovely.remotetask.app.main:main',
+        ],
+    },
+)

@@ -1,0 +1,326 @@
+"""The contract of lovely.remotetask.
+
+Everything a user of the package relies on is written down here; the
+implementations refer to these interfaces instead of repeating them.
+Reading and managing are separate interfaces so that ZCML can protect
+them with separate permissions (``lovely.remotetask.View`` and
+``lovely.remotetask.Manage``).
+"""
+from zope import schema
+from zope.interface import Attribute
+from zope.interface import Interface
+from zope.interface.common.mapping import IEnumerableMapping
+
+
+# Job statuses (the strings are the original package's; compare with ``==``).
+QUEUED = 'queued'
+PROCESSING = 'processing'
+CANCELLED = 'cancelled'
+ERROR = 'error'
+COMPLETED = 'completed'
+DELAYED = 'delayed'
+CRONJOB = 'cronjob'
+STARTLATER = 'start later'
+
+STATUSES = (QUEUED, PROCESSING, CANCELLED, ERROR, COMPLETED, DELAYED,
+            CRONJOB, STARTLATER)
+#: Jobs in these statuses may be cancelled.
+CANCELLABLE = (QUEUED, DELAYED, CRONJOB, STARTLATER)
+#: Jobs in these statuses may be removed by ``clean()``.
+REMOVABLE = (CANCELLED, ERROR, COMPLETED)
+
+
+class TaskError(Exception):
+    """An expected failure of a task.
+
+    A task raises it to say "this job cannot succeed": the job goes to
+    ``error`` at once, without further attempts and without a traceback in
+    the log.
+    """
+
+
+class UnknownTask(ValueError):
+    """No task utility of that name is visible from the service."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self):
+        return f'Unknown task: {self.name!r}'
+
+
+class NoSuchJob(KeyError):
+    """No job with that id exists in the service (never did, or cleaned)."""
+
+    def __init__(self, jobid):
+        super().__init__(jobid)
+        self.jobid = jobid
+
+    def __str__(self):
+        return f'No such job: {self.jobid!r}'
+
+
+class InvalidJobId(ValueError):
+    """A job id must be an integer in [1, 2**31)."""
+
+    def __init__(self, jobid):
+        super().__init__(jobid)
+        self.jobid = jobid
+
+    def __str__(self):
+        return f'Job ids are integers in [1, 2**31), not {self.jobid!r}'
+
+
+class InvalidSchedule(ValueError):
+    """A cron schedule names values out of range or can never match."""
+
+
+class ITask(Interface):
+    """A task: the code a job runs.
+
+    Tasks are registered as named utilities providing ``ITask``; the name
+    is what ``ITaskService.add`` takes.
+    """
+
+    inputSchema = schema.Object(
+        title='Input Schema',
+        description='A schema describing the task input (optional).',
+        schema=Interface, required=False)
+
+    outputSchema = schema.Object(
+        title='Output Schema',
+        description='A schema describing the task output (optional).',
+        schema=Interface, required=False)
+
+    def __call__(service, jobid, input):
+        """Run the task and return its output.
+
+        It runs in the transaction that also marks the job completed: its
+        ZODB writes and the completion commit together or not at all.
+        Raise ``TaskError`` for an expected failure (no retry); any other
+        exception is retried while the job has attempts left.
+        """
+
+
+class IJob(Interface):
+    """A job: one run (or, for a cron job, a series of runs) of a task."""
+
+    id = schema.Int(title='Id', description='The job id (below 2**31).',
+                    readonly=True)
+    task = schema.TextLine(title='Task', description='The task name.',
+                           readonly=True)
+    status = schema.Choice(title='Status', values=STATUSES, readonly=True)
+    input = schema.Object(title='Input', schema=Interface, required=False,
+                          readonly=True)
+    output = schema.Object(title='Output', schema=Interface, required=False,
+                           readonly=True)
+    error = schema.Text(
+        title='Error', required=False, readonly=True,
+        description='The message of the last failure, or None.')
+    traceback = schema.Text(
+        title='Traceback', required=False, readonly=True,
+        description='The formatted traceback of the last failure, or None.')
+    created = schema.Datetime(title='Created', readonly=True)
+    started = schema.Datetime(title='Started', required=False,
+                              readonly=True)
+    completed = schema.Datetime(title='Completed', required=False,
+                                readonly=True)
+    attempts = schema.Int(
+        title='Attempts', readonly=True,
+        description='How often the job was started (persisted on the job).')
+    maxRetries = schema.Int(
+        title='Retries', required=False, min=0,
+        description='How often a failed run is repeated; None: the '
+                    "service's default.")
+    retryDelay = schema.Float(
+        title='Retry delay', required=False, min=0.0,
+        description='Seconds before the first repeat, doubling for each '
+                    "further one; None: the service's default.")
+    worker = schema.TextLine(
+        title='Worker', required=False, readonly=True,
+        description='The worker that runs or last ran the job.')
+    leaseExpires = Attribute(
+        'When the lease of the running job expires (datetime), or None.')
+
+
+class ICronJob(IJob):
+    """A job that runs on a schedule (or once after a delay).
+
+    Empty fields mean "any value"; all given fields must match.  Times are
+    UTC.  ``dayOfWeek`` 0 is Monday.
+    """
+
+    minute = schema.Tuple(title='Minute', value_type=schema.Int(),
+                          required=False)
+    hour = schema.Tuple(title='Hour', value_type=schema.Int(),
+                        required=False)
+    dayOfMonth = schema.Tuple(title='Day of month', value_type=schema.Int(),
+                              required=False)
+    month = schema.Tuple(title='Month', value_type=schema.Int(),
+                         required=False)
+    dayOfWeek = schema.Tuple(title='Day of week', value_type=schema.Int(),
+                             required=False)
+    delay = schema.Float(title='Delay', required=False,
+                         description='Run once, this many seconds after '
+                                     'being scheduled.')
+    scheduledFor = schema.Datetime(
+        title='Scheduled for', required=False, readonly=True,
+        description='The next time the job is due (UTC), or None.')
+
+    def update(minute=(), hour=(), dayOfMonth=(), month=(), dayOfWeek=(),
+               delay=None):
+        """Change the schedule; ``ITaskService.reschedule`` applies it.
+
+        Raises ``InvalidSchedule`` for values out of range or a schedule
+        that can never match (31 February), changing nothing.
+        """
+
+
+class ITaskServiceRead(Interface):
+    """Looking at a task service (``lovely.remotetask.View``)."""
+
+    jobs = schema.Object(title='Jobs', schema=IEnumerableMapping,
+                         description='A mapping of job id to job.')
+
+    def getAvailableTasks():
+        """A mapping of name to task: the tasks visible from the service."""
+
+    def getStatus(jobid):
+        """The status of the job.
+
+        An unknown id raises ``NoSuchJob``; an id that is not an integer
+        raises ``InvalidJobId``.  So do the other methods taking a job id.
+        """
+
+    def getResult(jobid):
+        """The output of the job (None until it completed)."""
+
+    def getError(jobid):
+        """The error message of the job, or None if it has none."""
+
+    def hasJobsWaiting(now=None):
+        """True if a job is due for processing at ``now``."""
+
+    def isProcessing():
+        """True if this process runs a processor for this service."""
+
+    def countJobs(status=None, task=None):
+        """How many jobs are there (in that status, of that task)?
+
+        Counting by status alone is O(1).
+        """
+
+    def listJobs(status=None, task=None, start=0, size=None, reverse=False):
+        """Jobs (in that status, of that task) in id order, from ``start``.
+
+        Loads only the jobs of the requested slice when filtering by status
+        alone.
+        """
+
+
+class ITaskServiceManage(Interface):
+    """Changing a task service (``lovely.remotetask.Manage``)."""
+
+    def add(task, input=None, startLater=False, *, maxRetries=None,
+            retryDelay=None):
+        """Add a job and return its id.
+
+        The job exists if and only if the current transaction commits; an
+        idle processor of this process is woken when it does.  An unknown
+        task raises ``UnknownTask`` (a ``ValueError``).  With ``startLater``
+        the job waits in status ``start later`` for ``startJob``.
+        """
+
+    def addCronJob(task, input=None, minute=(), hour=(), dayOfMonth=(),
+                   month=(), dayOfWeek=(), delay=None):
+        """Add a cron job (or, with ``delay``, a delayed job); return its id.
+
+        Raises ``UnknownTask`` or ``InvalidSchedule``, adding nothing.
+        """
+
+    def startJob(jobid):
+        """Queue a job that is in ``start later``; True if it was."""
+
+    def reschedule(jobid):
+        """Apply a cron job's changed schedule (see ``ICronJob.update``)."""
+
+    def cancel(jobid):
+        """Cancel a queued, delayed, cron or start-later job.
+
+        Returns True if the job was cancelled, False if its status does not
+        allow it (it is running or finished).
+        """
+
+    def cancelAll():
+        """Cancel every cancellable job; return how many were cancelled."""
+
+    def clean(status=REMOVABLE):
+        """Remove the jobs in these statuses; return how many.
+
+        Only cancelled, error and completed jobs may be removed; any other
+        status raises ``ValueError`` and removes nothing.  Removed ids are
+        never handed out again.
+        """
+
+    def processNext(now=None, jobid=None):
+        """Run the next due job (or ``jobid``) in the current transaction.
+
+        For scripts and tests.  The task's writes are undone (savepoint) if
+        it fails; the failure is recorded on the job.  Returns True if a
+        job was run.
+        """
+
+    def process(now=None):
+        """Run ``processNext`` until no job is due."""
+
+    def startProcessing():
+        """Start this service's processor thread in this process (once)."""
+
+    def stopProcessing():
+        """Stop this service's processor thread in this process."""
+
+
+class ITaskService(ITaskServiceRead, ITaskServiceManage):
+    """A persistent job queue with its job table."""
+
+    processorFactory = Attribute(
+        'The processor class (SimpleProcessor or MultiProcessor).')
+    processorArguments = Attribute(
+        'Keyword arguments for the processor, e.g. {"waitTime": 1.0}.')
+    maxRetries = schema.Int(
+        title='Retries', min=0, default=3,
+        description='How often a failed job is repeated by default.')
+    retryDelay = schema.Float(
+        title='Retry delay', min=0.0, default=0.0,
+        description='Seconds before the first repeat of a failed job; it '
+                    'doubles with each further repeat.')
+    maxConflictRetries = schema.Int(
+        title='Conflict retries', min=0, default=5,
+        description='How often a run whose commit conflicts is repeated '
+                    'before it counts as a failed attempt.')
+    leaseTime = schema.Float(
+        title='Lease', min=1.0, default=60.0,
+        description='Seconds a running job is leased to its worker; the '
+                    'worker renews it while the job runs.')
+
+
+class IProcessor(Interface):
+    """Runs the jobs of one service: claim, run, complete, back off."""
+
+    workerId = Attribute('A name unique to this processor (host:pid:...).')
+
+    def step(now=None):
+        """Claim and run one due job, each step in its own transaction.
+
+        Returns True if a job was run.
+        """
+
+    def __call__():
+        """Loop over ``step`` until ``stop`` is called."""
+
+    def wake():
+        """Wake an idle processor (a job was committed)."""
+
+    def stop():
+        """Ask the loop to end after the current job."""

@@ -1,0 +1,127 @@
+"""Jobs: the rows of a task service's job table.
+
+A job is changed only by its service (which keeps the status index and
+the queues in step with it); from outside it is read-only.
+
+Concurrency: a job object is written by the transaction that adds it, by
+the claim that starts it, by the run that completes it and by cancel.
+Two of those at once are a real conflict (for example a cancel racing a
+claim), and the ZODB reports it as one: nothing here resolves conflicts.
+The lease of a running job is a separate persistent object so that the
+worker can renew it while the run transaction holds the job.
+"""
+import datetime
+
+import persistent
+from zope.interface import implementer
+from zope.location.interfaces import IContained
+
+from lovely.remotetask import cron
+from lovely.remotetask import interfaces
+
+
+UTC = datetime.timezone.utc
+
+
+@implementer(interfaces.IJob, IContained)
+class Job(persistent.Persistent):
+    """See IJob."""
+
+    __parent__ = None
+    input = None
+    output = None
+    error = None
+    traceback = None
+    started = None
+    completed = None
+    attempts = 0
+    maxRetries = None
+    retryDelay = None
+    worker = None
+    lease = None
+    # When the job is due, for jobs in the schedule (delayed, cron,
+    # retry backoff); an aware UTC datetime.
+    due = None
+
+    def __init__(self, id, task, input=None, status=interfaces.QUEUED,
+                 created=None, maxRetries=None, retryDelay=None):
+        self.id = id
+        self.task = task
+        self.input = input
+        self.status = status
+        self.created = created or datetime.datetime.now(UTC)
+        self.maxRetries = maxRetries
+        self.retryDelay = retryDelay
+
+    @property
+    def __name__(self):
+        return str(self.id)
+
+    @property
+    def leaseExpires(self):
+        return None if self.lease is None else self.lease.expires
+
+    def __repr__(self):
+        return f'<{self.__class__.__name__} {self.id} {self.task!r} ' \
+               f'{self.status!r}>'
+
+
+@implementer(interfaces.ICronJob)
+class CronJob(Job):
+    """See ICronJob."""
+
+    minute = hour = dayOfMonth = month = dayOfWeek = ()
+    delay = None
+
+    def __init__(self, id, task, input=None, minute=(), hour=(),
+                 dayOfMonth=(), month=(), dayOfWeek=(), delay=None,
+                 created=None):
+        super().__init__(id, task, input, created=created,
+                         status=(interfaces.CRONJOB if delay is None
+                                 else interfaces.DELAYED))
+        self.update(minute, hour, dayOfMonth, month, dayOfWeek, delay)
+
+    def update(self, minute=(), hour=(), dayOfMonth=(), month=(),
+               dayOfWeek=(), delay=None):
+        """See ICronJob."""
+        if delay is not None:
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) \
+                    or delay < 0:
+                raise interfaces.InvalidSchedule(
+                    f'delay: expected seconds >= 0, got {delay!r}')
+        fields = cron.normalizeSchedule(minute, hour, dayOfMonth, month,
+                                        dayOfWeek)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.delay = delay
+
+    @property
+    def schedule(self):
+        return {name: getattr(self, name) for name, _, _ in cron.RANGES}
+
+    @property
+    def scheduledFor(self):
+        return self.due
+
+    def nextRun(self, after):
+        """The next due time strictly after ``after`` (an aware datetime)."""
+        return cron.nextRun(self.schedule, after)
+
+
+class Lease(persistent.Persistent):
+    """Who runs a job, and until when.
+
+    Kept apart from the job: the worker renews it (in its own short
+    transactions) while the run transaction holds the job, and the two
+    never write the same object.  A processor that takes a lost job back
+    writes the lease too, so that a late renewal conflicts with it instead
+    of silently reviving the lease.
+    """
+
+    def __init__(self, worker, expires):
+        self.worker = worker
+        self.expires = expires
+        self.revoked = False
+
+    def __repr__(self):
+        return f'<Lease {self.worker!r} until {self.expires}>'

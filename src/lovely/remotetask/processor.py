@@ -1,0 +1,473 @@
+"""Processors: claim a job, run it, complete it, back off.
+
+A processor owns its database connections (never a web request's) and
+runs each job in the transaction boundaries of DESIGN.md:
+
+1. claim: a short transaction that marks the job ``processing`` and
+   writes its lease; a conflict means "try the next claim";
+2. run: the task's writes and the job's completion in one transaction;
+   a conflict re-runs the task (bounded by the service's
+   ``maxConflictRetries``, then it counts as a failed attempt);
+3. fail: any other exception undoes the run and records the failure
+   (message and traceback text) in a new transaction.
+
+While a job runs, a lease keeper thread renews its lease in transactions
+of its own that write only the lease object.  Every processor also takes
+back the jobs of workers whose lease expired (``TaskService.recover``).
+
+The module keeps the processors of this process in a registry keyed by
+(database, service oid), so that ``startProcessing`` twice starts one
+thread and a committed ``add`` wakes the idle processor at once.
+"""
+import itertools
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+import uuid
+
+import transaction
+from transaction.interfaces import TransientError
+from zope.component.hooks import setSite
+
+from lovely.remotetask import interfaces
+
+
+log = logging.getLogger('lovely.remotetask')
+
+
+def workerName(label):
+    """A worker id unique to this process: host:pid:label."""
+    return f'{socket.gethostname()}:{os.getpid()}:{label}'
+
+
+class _Stopped(Exception):
+    """The processor was asked to stop."""
+
+
+class BaseProcessor:
+    """The claim / run / fail steps and the loop shared by processors."""
+
+    #: Seconds to sleep after an unexpected error, doubling up to ``maxBackoff``.
+    minBackoff = 0.5
+    maxBackoff = 60.0
+    #: Claims that conflict are retried this often in one step.
+    claimRetries = 5
+
+    def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
+                 partition=None, workerId=None):
+        self.db = db
+        self.oid = serviceOid
+        self.name = name
+        self.waitTime = waitTime
+        self.partition = partition
+        self.workerId = workerId or workerName(
+            f'{name}:{uuid.uuid4().hex[:8]}')
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._running = set()   # job ids this processor runs right now
+        self._runningLock = threading.Lock()
+        self._leaseTime = None
+        self._lastRecovery = 0.0
+        self._keeper = None
+        self._nextDue = None    # when the next scheduled job is due
+
+    # -- transactions ---------------------------------------------------------
+
+    def _transact(self, func, retries, now=None):
+        """Call ``func(service, now)`` in a fresh transaction and commit.
+
+        Conflicts are retried ``retries`` times; the last one propagates.
+        """
+        tm = transaction.TransactionManager()
+        conn = self.db.open(transaction_manager=tm)
+        try:
+            for attempt in itertools.count():
+                tm.begin()
+                try:
+                    result = func(conn.get(self.oid), now)
+                    tm.commit()
+                    return result
+                except TransientError:
+                    tm.abort()
+                    if attempt >= retries:
+                        raise
+        finally:
+            tm.abort()
+            conn.close()
+
+    def claim(self, now=None):
+        """Claim the next due job (committed); return its id or None."""
+        self._maybeRecover(now)
+
+        def claim(service, now):
+            self._leaseTime = service.leaseTime
+            job = service.claim(self.workerId, now, self._claimPartition())
+            if job is None:
+                self._nextDue = service.nextScheduled()
+                return None
+            return job.id
+        try:
+            return self._transact(claim, self.claimRetries, now)
+        except TransientError:
+            log.info('%s: claims keep conflicting; trying again later',
+                     self.workerId)
+            return None
+
+    def _claimPartition(self):
+        return self.partition
+
+    def _maybeRecover(self, now):
+        interval = (self._leaseTime or 60.0) / 2
+        clock = time.monotonic()
+        if clock - self._lastRecovery < interval:
+            return
+        self._lastRecovery = clock
+        try:
+            self._transact(lambda service, now: service.recover(now), 2, now)
+        except TransientError:
+            pass  # another processor is recovering the same jobs
+
+    def run(self, jobid, now=None):
+        """Run a claimed job: the task and the completion in one commit."""
+        with self._runningLock:
+            self._running.add(jobid)
+        self._startKeeper()
+        try:
+            self._run(jobid, now)
+        finally:
+            with self._runningLock:
+                self._running.discard(jobid)
+
+    def _run(self, jobid, now):
+        tm = transaction.TransactionManager()
+        conn = self.db.open(transaction_manager=tm)
+        try:
+            conflicts = 0
+            while True:
+                tm.begin()
+                service = conn.get(self.oid)
+                job = service.jobs.get(jobid)
+                if not self._holds(job):
+                    log.warning('%s: job %s is no longer ours (%s); leaving '
+                                'it', self.workerId, jobid,
+                                'removed' if job is None else job.status)
+                    return
+                site = service.site()
+                setSite(site)
+                try:
+                    service.runJob(job, now)
+                    tm.commit()
+                    return
+                except TransientError as error:
+                    tm.abort()
+                    conflicts += 1
+                    if conflicts <= service.maxConflictRetries:
+                        log.info('Job %s: conflict (%s), running it again',
+                                 jobid, error.__class__.__name__)
+                        continue
+                    error = interfaces.TaskError(
+                        f'{error.__class__.__name__}: gave up after '
+                        f'{conflicts} conflicting runs')
+                    self._fail(jobid, error, None, now, retry=True)
+                    return
+                except Exception as error:
+                    text = traceback.format_exc()
+                    tm.abort()
+                    self._fail(jobid, error, text, now,
+                               retry=not isinstance(error,
+                                                    interfaces.TaskError))
+                    return
+                finally:
+                    setSite(None)
+        finally:
+            tm.abort()
+            conn.close()
+
+    def _holds(self, job):
+        return (job is not None
+                and job.status == interfaces.PROCESSING
+                and job.lease is not None
+                and job.lease.worker == self.workerId
+                and not job.lease.revoked)
+
+    def _fail(self, jobid, error, text, now, retry):
+        def fail(service, now):
+            job = service.jobs.get(jobid)
+            if self._holds(job):
+                service.fail(job, error, text, now, retry=retry)
+        self._transact(fail, 10, now)
+
+    # -- leases ---------------------------------------------------------------
+
+    def _startKeeper(self):
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = threading.Thread(
+                target=self._keepLeases, name=f'{self.name}.leases',
+                daemon=True)
+            self._keeper.start()
+
+    def _keepLeases(self):
+        while not self._stopping.is_set():
+            interval = (self._leaseTime or 60.0) / 3
+            if self._stopping.wait(interval):
+                return
+            with self._runningLock:
+                jobids = list(self._running)
+            if not jobids:
+                continue
+            try:
+                self._transact(
+                    lambda service, now: service.renewLeases(
+                        jobids, self.workerId, now), 2)
+            except Exception:
+                log.exception('%s: renewing leases failed', self.workerId)
+
+    # -- the loop -------------------------------------------------------------
+
+    def step(self, now=None):
+        """See IProcessor."""
+        jobid = self.claim(now)
+        if jobid is None:
+            return False
+        self.run(jobid, now)
+        return True
+
+    def __call__(self):
+        """See IProcessor."""
+        backoff = self.minBackoff
+        while not self._stopping.is_set():
+            try:
+                worked = self.step()
+                backoff = self.minBackoff
+            except Exception:
+                if self._stopping.is_set() or _closed(self.db):
+                    break
+                log.exception('%s: processing failed; pausing %g s',
+                              self.workerId, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.maxBackoff)
+                continue
+            if not worked:
+                self._idle()
+        self.stopped()
+
+    def _idle(self):
+        timeout = self.waitTime
+        if self._nextDue is not None:
+            untilDue = self._nextDue.timestamp() - time.time()
+            timeout = min(timeout, max(untilDue, 0.001))
+        self._wakeup.wait(timeout)
+        self._wakeup.clear()
+
+    def stopped(self):
+        """Called by the loop when it ends."""
+
+    def wake(self):
+        """See IProcessor."""
+        self._wakeup.set()
+
+    def stop(self):
+        """See IProcessor."""
+        self._stopping.set()
+        self._wakeup.set()
+
+
+class SimpleProcessor(BaseProcessor):
+    """Runs one job at a time, oldest first."""
+
+
+class MultiProcessor(BaseProcessor):
+    """Runs up to ``maxThreads`` jobs at once, each in a thread of its own.
+
+    The loop claims jobs while it has free threads; each claimed job runs
+    in a daemon thread with its own connection.
+    """
+
+    def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
+                 maxThreads=5, **kw):
+        super().__init__(db, serviceOid, name, waitTime, **kw)
+        self.maxThreads = maxThreads
+        self._slots = threading.BoundedSemaphore(maxThreads)
+        self._threads = set()
+        self._rotation = itertools.count(random.randrange(1024))
+
+    def _claimPartition(self):
+        # Spread the claims of concurrent threads over the ready queues.
+        if self.partition is not None:
+            return self.partition
+        return next(self._rotation)
+
+    def step(self, now=None):
+        """Claim one job and start it in a thread (waits for a free one)."""
+        if not self._slots.acquire(timeout=self.waitTime):
+            return True  # all threads busy: not idle
+        try:
+            jobid = self.claim(now)
+        except BaseException:
+            self._slots.release()
+            raise
+        if jobid is None:
+            self._slots.release()
+            return False
+        thread = threading.Thread(
+            target=self._runInThread, args=(jobid, now),
+            name=f'{self.name}.job-{jobid}', daemon=True)
+        self._threads.add(thread)
+        thread.start()
+        return True
+
+    def _runInThread(self, jobid, now):
+        try:
+            self.run(jobid, now)
+        except Exception:
+            log.exception('%s: job %s: recording its end failed; its lease '
+                          'will expire and it will be run again',
+                          self.workerId, jobid)
+        finally:
+            self._threads.discard(threading.current_thread())
+            self._slots.release()
+            self.wake()
+
+    def join(self, timeout=None):
+        """Wait for the running jobs' threads."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(None if deadline is None
+                        else max(deadline - time.monotonic(), 0))
+
+
+def _closed(db):
+    # ZODB.DB.close() replaces its own ``close`` with a no-op: the only
+    # trace a closed database leaves.
+    return 'close' in vars(db)
+
+
+# -- the processors of this process -------------------------------------------
+
+_registry = {}            # (db, oid) -> (processor, thread)
+_registryLock = threading.Lock()
+
+
+def start(db, oid, name, factory=SimpleProcessor, arguments=None):
+    """Start a processor thread for a service; False if one runs already."""
+    with _registryLock:
+        entry = _registry.get((db, oid))
+        if entry is not None and entry[1].is_alive():
+            return False
+        proc = factory(db, oid, name=name, **(arguments or {}))
+        thread = threading.Thread(target=proc, name=name, daemon=True)
+        _registry[(db, oid)] = (proc, thread)
+        thread.start()
+    log.info('Started processing %s (%s)', name, proc.workerId)
+    return True
+
+
+def stop(db, oid, timeout=10.0):
+    """Stop the processor of a service and wait for it (bounded)."""
+    with _registryLock:
+        entry = _registry.pop((db, oid), None)
+    if entry is None:
+        return False
+    proc, thread = entry
+    proc.stop()
+    if thread is not threading.current_thread():
+        thread.join(timeout)
+        if hasattr(proc, 'join'):
+            proc.join(timeout)
+    log.info('Stopped processing %s', proc.name)
+    return True
+
+
+_stopProcessor = stop
+
+
+def stopAll(timeout=10.0, db=None):
+    """Stop every processor of this process (of ``db`` only, if given)."""
+    with _registryLock:
+        keys = [key for key in _registry if db is None or key[0] is db]
+    for key in keys:
+        stop(*key, timeout=timeout)
+    return len(keys)
+
+
+def isRunning(db, oid):
+    entry = _registry.get((db, oid))
+    return entry is not None and entry[1].is_alive()
+
+
+def wake(db, oid):
+    entry = _registry.get((db, oid))
+    if entry is not None:
+        entry[0].wake()
+
+
+def wakeAfterCommit(service):
+    """Wake this process's processor of ``service`` when the transaction
+    commits (no polling delay between a commit and the job's start)."""
+    jar = service._p_jar
+    if jar is None or service._p_oid is None:
+        return
+    txn = jar.transaction_manager.get()
+    try:
+        keys = txn.data(wakeAfterCommit)
+    except KeyError:
+        keys = set()
+        txn.set_data(wakeAfterCommit, keys)
+        txn.addAfterCommitHook(_wakeAfterCommit, args=(keys,))
+    keys.add((jar.db(), service._p_oid))
+
+
+def _wakeAfterCommit(committed, keys):
+    if committed:
+        for key in keys:
+            wake(*key)
+
+
+def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
+              rescan=30.0, timeout=30.0):
+    """Process the task services named by ``services`` until ``stop``.
+
+    This is the body of a ``remotetask worker`` process: ``services`` is
+    an autostart specification, ``threads`` the number of jobs run at
+    once per service, ``waitTime`` how often an idle processor looks for
+    new jobs (other processes' commits cannot wake it), ``rescan`` how
+    often services added meanwhile are picked up.  When ``stop`` (a
+    threading.Event) is set, the running jobs get ``timeout`` seconds to
+    finish; a job still running then is taken up by another worker once
+    its lease expires.
+    """
+    from zope.app.publication.zopepublication import ZopePublication
+
+    from lovely.remotetask.startup import findServices
+    stopEvent = stop or threading.Event()
+    started = {}
+    try:
+        while not stopEvent.is_set():
+            conn = db.open(transaction_manager=transaction.TransactionManager())
+            try:
+                root = conn.root().get(ZopePublication.root_name)
+                found = [] if root is None else findServices(root, services)
+                found = [(name, service._p_oid) for name, service in found
+                         if service._p_oid not in started]
+            finally:
+                conn.transaction_manager.abort()
+                conn.close()
+            for name, oid in found:
+                if threads > 1:
+                    factory, args = MultiProcessor, dict(maxThreads=threads)
+                else:
+                    factory, args = SimpleProcessor, dict(
+                        partition=random.randrange(1024))
+                args['waitTime'] = waitTime
+                start(db, oid, f'remotetasks.{name}', factory, args)
+                started[oid] = name
+                log.info('worker %s: processing %s with %d thread(s)',
+                         workerName('worker'), name, threads)
+            stopEvent.wait(rescan)
+    finally:
+        for oid in started:
+            _stopProcessor(db, oid, timeout)

@@ -1,0 +1,706 @@
+"""The task service: the job table, its queues and its API.
+
+Persistent structures and how they behave under concurrent transactions
+(several web requests adding jobs, several processors claiming and
+completing them, in one process or many):
+
+``jobs`` (IOBTree: id -> job)
+    Written by ``add`` (insert) and ``clean`` (delete) only; claims and
+    completions write the job objects, not the tree.  Concurrent inserts
+    merge (BTree buckets resolve conflicts).  Ids come in sequential runs
+    from a random start per connection (like zope.intid), so concurrent
+    adders write to different buckets; two connections picking the same id
+    conflict on the bucket and one retries with a new id.
+
+``_retired`` (IITreeSet)
+    Ids of cleaned jobs, so that an id handed out (say over XML-RPC) never
+    names another job later.
+
+``_ready`` (a tuple of ReadyQueue, see readyqueue.py)
+    Job ids to run now, as ``(enqueued, jobid)``.  A job goes to queue
+    ``jobid % len(_ready)``.  Several queues let concurrent claimers start
+    at different places (see ``claim``).  Cancel does not search them:
+    claims skip items whose job is no longer ``queued``.
+
+``_schedule`` (LLTreeSet)
+    Jobs due later (delayed and cron jobs, retries with backoff), keyed
+    ``due_second << 31 | jobid`` so that the smallest key is the next due
+    job.  The sentinel key 0 is never removed (see ``_index``).
+
+``_index`` (dict: status -> IITreeSet of ids) and ``_counts`` (dict:
+status -> BTrees.Length)
+    The status index the management UI counts, filters and pages with,
+    without loading jobs.  The dicts never change after creation, so they
+    are never rewritten; the sets merge concurrent inserts and deletes of
+    different ids.  BTrees refuse to merge a change that empties a bucket,
+    so every set keeps a sentinel (-1): the common case of one bucket
+    (a few hundred ids) then always merges.  ``Length`` merges any
+    concurrent changes.
+
+``_byTask`` (OOBTree: task name -> IITreeSet of ids)
+    The task filter of the UI.
+"""
+import datetime
+import logging
+import math
+import random
+import traceback as tb_module
+
+import persistent
+import transaction
+import zope.component
+from BTrees.IIBTree import IITreeSet
+from BTrees.IIBTree import intersection
+from BTrees.IOBTree import IOBTree
+from BTrees.Length import Length
+from BTrees.LLBTree import LLTreeSet
+from BTrees.OOBTree import OOBTree
+from zope.container.contained import Contained
+from zope.interface import implementer
+from zope.component.interfaces import ISite
+
+from lovely.remotetask import interfaces
+from lovely.remotetask import processor
+from lovely.remotetask.interfaces import CANCELLABLE
+from lovely.remotetask.interfaces import CANCELLED
+from lovely.remotetask.interfaces import COMPLETED
+from lovely.remotetask.interfaces import CRONJOB
+from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
+from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.interfaces import REMOVABLE
+from lovely.remotetask.interfaces import STARTLATER
+from lovely.remotetask.interfaces import STATUSES
+from lovely.remotetask.job import CronJob
+from lovely.remotetask.job import Job
+from lovely.remotetask.job import Lease
+from lovely.remotetask.readyqueue import ReadyQueue
+
+
+log = logging.getLogger('lovely.remotetask')
+
+UTC = datetime.timezone.utc
+MAXID = 2 ** 31          # job ids are XML-RPC ints: below 2**31
+_SENTINEL = -1           # in every id set, so that its buckets never empty
+_SCHEDULE_SENTINEL = 0   # in the schedule, for the same reason
+
+
+def _now(now=None):
+    """``now`` as an aware UTC datetime.
+
+    Accepts None (the current time), an aware datetime, or seconds since
+    the epoch (as the original package's ``time.time()`` values).
+    """
+    if now is None:
+        return datetime.datetime.now(UTC)
+    if isinstance(now, datetime.datetime):
+        if now.tzinfo is None:
+            raise ValueError(f'now must be timezone-aware, got {now!r}')
+        return now.astimezone(UTC)
+    return datetime.datetime.fromtimestamp(now, UTC)
+
+
+def _micros(when):
+    return int(when.timestamp() * 1000000)
+
+
+def _scheduleKey(due, jobid):
+    return (math.floor(due.timestamp()) << 31) | jobid
+
+
+def _newIdSet():
+    ids = IITreeSet()
+    ids.add(_SENTINEL)
+    return ids
+
+
+def _ids(idset):
+    """The job ids of an id set, without its sentinel."""
+    return idset.keys(min=1)
+
+
+def checkJobId(jobid):
+    """The job id as an int; ``InvalidJobId`` for anything else."""
+    if isinstance(jobid, bool) or not isinstance(jobid, int) \
+            or not 0 < jobid < MAXID:
+        raise interfaces.InvalidJobId(jobid)
+    return jobid
+
+
+def formatError(error):
+    """The one-line message stored for an exception.
+
+    ``TaskError`` is an expected failure: its message alone.  Anything else
+    gets its class name too.
+    """
+    if isinstance(error, interfaces.TaskError):
+        return str(error) or error.__class__.__name__
+    return tb_module.format_exception_only(type(error), error)[-1].strip()
+
+
+@implementer(interfaces.ITaskService)
+class TaskService(Contained, persistent.Persistent):
+    """See ITaskService."""
+
+    taskInterface = interfaces.ITask
+    processorFactory = processor.SimpleProcessor
+    processorArguments = {'waitTime': 1.0}
+    maxRetries = 3
+    retryDelay = 0.0
+    maxConflictRetries = 5
+    leaseTime = 60.0
+
+    _v_nextid = None
+
+    def __init__(self, partitions=4):
+        super().__init__()
+        self.jobs = IOBTree()
+        self._retired = IITreeSet()
+        self._ready = tuple(ReadyQueue() for i in range(partitions))
+        self._schedule = LLTreeSet()
+        self._schedule.add(_SCHEDULE_SENTINEL)
+        self._index = {status: _newIdSet() for status in STATUSES}
+        self._counts = {status: Length() for status in STATUSES}
+        self._byTask = OOBTree()
+
+    # -- the job table -------------------------------------------------------
+
+    def __getitem__(self, name):
+        """The job named by a decimal id (for traversal: SERVICE/JOBID)."""
+        try:
+            jobid = int(name)
+        except (TypeError, ValueError):
+            raise KeyError(name)
+        return self.jobs[jobid]
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def _job(self, jobid):
+        job = self.jobs.get(checkJobId(jobid))
+        if job is None:
+            raise interfaces.NoSuchJob(jobid)
+        return job
+
+    def _newId(self):
+        while True:
+            if self._v_nextid is None:
+                self._v_nextid = random.randrange(1, MAXID)
+            jobid = self._v_nextid
+            self._v_nextid = jobid + 1 if jobid + 1 < MAXID else None
+            if jobid not in self.jobs and jobid not in self._retired:
+                return jobid
+            self._v_nextid = None
+
+    def _setStatus(self, job, status):
+        old = job.status
+        if old == status:
+            return
+        if old is not None:
+            self._index[old].remove(job.id)
+            self._counts[old].change(-1)
+        self._index[status].add(job.id)
+        self._counts[status].change(1)
+        job.status = status
+
+    def _insert(self, job):
+        status, job.status = job.status, None
+        job.__parent__ = self
+        self.jobs[job.id] = job
+        self._setStatus(job, status)
+        byTask = self._byTask.get(job.task)
+        if byTask is None:
+            byTask = self._byTask[job.task] = _newIdSet()
+        byTask.add(job.id)
+
+    # -- tasks ---------------------------------------------------------------
+
+    def _siteManager(self):
+        try:
+            return zope.component.getSiteManager(self)
+        except zope.component.ComponentLookupError:
+            return zope.component.getSiteManager()
+
+    def getAvailableTasks(self):
+        """See ITaskServiceRead."""
+        return dict(self._siteManager().getUtilitiesFor(self.taskInterface))
+
+    def _getTask(self, name):
+        task = self._siteManager().queryUtility(self.taskInterface, name)
+        if task is None:
+            raise interfaces.UnknownTask(name)
+        return task
+
+    # -- adding --------------------------------------------------------------
+
+    def add(self, task, input=None, startLater=False, *, maxRetries=None,
+            retryDelay=None):
+        """See ITaskServiceManage."""
+        self._getTask(task)
+        if maxRetries is not None and (
+                isinstance(maxRetries, bool) or not isinstance(maxRetries, int)
+                or maxRetries < 0):
+            raise ValueError(f'maxRetries must be an int >= 0, '
+                             f'not {maxRetries!r}')
+        if retryDelay is not None and (
+                isinstance(retryDelay, bool)
+                or not isinstance(retryDelay, (int, float)) or retryDelay < 0):
+            raise ValueError(f'retryDelay must be seconds >= 0, '
+                             f'not {retryDelay!r}')
+        job = Job(self._newId(), task, input,
+                  status=STARTLATER if startLater else QUEUED,
+                  maxRetries=maxRetries, retryDelay=retryDelay)
+        self._insert(job)
+        if not startLater:
+            self._enqueue(job, job.created)
+        return job.id
+
+    def addCronJob(self, task, input=None, minute=(), hour=(), dayOfMonth=(),
+                   month=(), dayOfWeek=(), delay=None):
+        """See ITaskServiceManage."""
+        self._getTask(task)
+        job = CronJob(self._newId(), task, input, minute, hour, dayOfMonth,
+                      month, dayOfWeek, delay)
+        self._insert(job)
+        self._scheduleNext(job, job.created)
+        return job.id
+
+    def startJob(self, jobid):
+        """See ITaskServiceManage."""
+        job = self._job(jobid)
+        if job.status != STARTLATER:
+            return False
+        self._setStatus(job, QUEUED)
+        self._enqueue(job)
+        return True
+
+    def _enqueue(self, job, now=None):
+        now = _now(now)
+        self._ready[job.id % len(self._ready)].put((_micros(now), job.id))
+        processor.wakeAfterCommit(self)
+
+    def _scheduleAt(self, job, due):
+        self._unschedule(job)
+        job.due = due
+        self._schedule.add(_scheduleKey(due, job.id))
+        processor.wakeAfterCommit(self)
+
+    def _unschedule(self, job):
+        if job.due is not None:
+            self._schedule.discard(_scheduleKey(job.due, job.id))
+            job.due = None
+
+    def _scheduleNext(self, job, now):
+        """Put a cron or delayed job into the schedule for its next run."""
+        if job.delay is not None:
+            self._setStatus(job, DELAYED)
+            self._scheduleAt(job, now + datetime.timedelta(seconds=job.delay))
+        else:
+            self._setStatus(job, CRONJOB)
+            # Never earlier than the run that is due now: no double runs.
+            after = max(now, job.due) if job.due is not None else now
+            self._scheduleAt(job, job.nextRun(after))
+
+    def reschedule(self, jobid):
+        """See ITaskServiceManage."""
+        job = self._job(jobid)
+        if not isinstance(job, CronJob):
+            raise ValueError(f'Job {jobid} is not a cron job')
+        if job.status in (CRONJOB, DELAYED):
+            self._unschedule(job)
+            self._scheduleNext(job, _now())
+            return True
+        # A running cron job takes its new schedule when its run ends; a
+        # finished or cancelled one has none.
+        return False
+
+    # -- cancelling and cleaning ---------------------------------------------
+
+    def cancel(self, jobid):
+        """See ITaskServiceManage."""
+        job = self._job(jobid)
+        if job.status not in CANCELLABLE:
+            return False
+        self._unschedule(job)
+        self._setStatus(job, CANCELLED)
+        return True
+
+    def cancelAll(self):
+        """See ITaskServiceManage."""
+        count = 0
+        for status in CANCELLABLE:
+            for jobid in list(_ids(self._index[status])):
+                count += self.cancel(jobid)
+        return count
+
+    def clean(self, status=REMOVABLE):
+        """See ITaskServiceManage."""
+        if isinstance(status, str):
+            status = (status,)
+        status = tuple(status)
+        bad = [s for s in status if s not in REMOVABLE]
+        if bad:
+            raise ValueError(
+                f'Only jobs in status {", ".join(REMOVABLE)} can be removed, '
+                f'not {", ".join(map(repr, bad))}')
+        removed = IITreeSet()
+        for name in status:
+            ids = self._index[name]
+            batch = list(_ids(ids))
+            for jobid in batch:
+                ids.remove(jobid)
+                del self.jobs[jobid]
+            self._counts[name].change(-len(batch))
+            removed.update(batch)
+        for byTask in self._byTask.values():
+            for jobid in intersection(byTask, removed):
+                byTask.remove(jobid)
+        self._retired.update(removed)
+        return len(removed)
+
+    # -- reading -------------------------------------------------------------
+
+    def getStatus(self, jobid):
+        """See ITaskServiceRead."""
+        return self._job(jobid).status
+
+    def getResult(self, jobid):
+        """See ITaskServiceRead."""
+        return self._job(jobid).output
+
+    def getError(self, jobid):
+        """See ITaskServiceRead."""
+        return self._job(jobid).error
+
+    def _filtered(self, status, task):
+        if status is not None and status not in STATUSES:
+            raise ValueError(f'Unknown status: {status!r}')
+        sets = []
+        if status is not None:
+            sets.append(self._index[status])
+        if task is not None:
+            sets.append(self._byTask.get(task, IITreeSet()))
+        if not sets:
+            return None
+        if len(sets) == 1:
+            return sets[0]
+        return intersection(*sets)
+
+    def countJobs(self, status=None, task=None):
+        """See ITaskServiceRead."""
+        if task is None:
+            if status is None:
+                return len(self.jobs)
+            self._filtered(status, None)
+            return self._counts[status]()
+        return len(_ids(self._filtered(status, task)))
+
+    def listJobs(self, status=None, task=None, start=0, size=None,
+                 reverse=False):
+        """See ITaskServiceRead."""
+        ids = self._filtered(status, task)
+        keys = self.jobs.keys() if ids is None else _ids(ids)
+        if reverse:
+            total = len(keys)
+            stop = total - start
+            first = 0 if size is None else max(stop - size, 0)
+            selected = reversed(keys[first:max(stop, 0)])
+        else:
+            stop = None if size is None else start + size
+            selected = keys[start:stop]
+        return [self.jobs[jobid] for jobid in selected]
+
+    def hasJobsWaiting(self, now=None):
+        """See ITaskServiceRead."""
+        now = _now(now)
+        if self._nextDue(now) is not None:
+            return True
+        for queue in self._ready:
+            for enqueued, jobid in queue:
+                job = self.jobs.get(jobid)
+                if job is not None and job.status == QUEUED \
+                        and job.due is None:
+                    return True
+        return False
+
+    def _nextDue(self, now):
+        """The key of the first scheduled job due at ``now``, or None."""
+        for key in self._schedule.keys(min=_SCHEDULE_SENTINEL + 1):
+            if key >> 31 <= now.timestamp():
+                return key
+            break
+        return None
+
+    def nextScheduled(self):
+        """When the next scheduled job is due (aware datetime) or None."""
+        for key in self._schedule.keys(min=_SCHEDULE_SENTINEL + 1):
+            job = self.jobs.get(key & (MAXID - 1))
+            if job is not None and job.due is not None:
+                return job.due
+            return datetime.datetime.fromtimestamp(key >> 31, UTC)
+        return None
+
+    # -- the processing steps ------------------------------------------------
+    #
+    # A processor claims a job (``claim``, committed on its own), runs it
+    # (``runJob``: the task's writes and the completion in one commit) and,
+    # should the run fail, records the failure (``fail``, in a new
+    # transaction).  ``processNext`` does all three in the caller's
+    # transaction, undoing a failed task's writes with a savepoint.
+
+    def claim(self, worker, now=None, partition=None):
+        """Take the next due job, mark it processing, lease it to ``worker``.
+
+        Scheduled jobs that are due come first, then the ready queues.
+        With ``partition`` None the oldest ready job is taken (first in,
+        first out, for a lone worker); otherwise the queue ``partition``
+        (modulo the number of queues) is tried first, which spreads
+        concurrent claimers over the queues.  Returns the job or None.
+        """
+        now = _now(now)
+        job = self._pullScheduled(now) or self._pullReady(partition)
+        if job is not None:
+            self._start(job, worker, now)
+        return job
+
+    def _pullScheduled(self, now):
+        while True:
+            key = self._nextDue(now)
+            if key is None:
+                return None
+            job = self.jobs.get(key & (MAXID - 1))
+            if job is None or job.due is None \
+                    or _scheduleKey(job.due, job.id) != key:
+                self._schedule.remove(key)
+                continue  # stale entry
+            if job.due > now:
+                return None  # due later in this second
+            self._schedule.remove(key)
+            job.due = None
+            if job.status in (QUEUED, DELAYED, CRONJOB):
+                return job
+
+    def _pullReady(self, partition):
+        queues = self._ready
+        while True:
+            if partition is None:
+                heads = [(q.head(), i) for i, q in enumerate(queues)]
+                heads = [(h, i) for h, i in heads if h is not None]
+                if not heads:
+                    return None
+                queue = queues[min(heads)[1]]
+            else:
+                for offset in range(len(queues)):
+                    queue = queues[(partition + offset) % len(queues)]
+                    if queue.head() is not None:
+                        break
+                else:
+                    return None
+            enqueued, jobid = queue.pull()
+            job = self.jobs.get(jobid)
+            if job is not None and job.status == QUEUED and job.due is None:
+                return job
+            # Cancelled or cleaned since it was queued: drop the item.
+
+    def _claimJob(self, jobid, worker, now):
+        """Claim one particular job, if its status allows it."""
+        job = self._job(jobid)
+        if job.status not in (QUEUED, DELAYED, CRONJOB):
+            return None
+        self._unschedule(job)
+        self._start(job, worker, now)
+        return job
+
+    def _start(self, job, worker, now):
+        self._setStatus(job, PROCESSING)
+        job.attempts += 1
+        job.started = now
+        job.worker = worker
+        job.lease = Lease(worker, now + datetime.timedelta(
+            seconds=self.leaseTime))
+
+    def runJob(self, job, now=None):
+        """Run a claimed job's task and mark the job completed.
+
+        Raises whatever the task raises; the caller undoes the task's
+        writes and calls ``fail``.
+        """
+        task = self._getTask(job.task)
+        output = task(self, job.id, job.input)
+        now = _now(now)
+        job.output = output
+        job.error = job.traceback = None
+        job.completed = now
+        job.lease = None
+        if isinstance(job, CronJob) and job.delay is None:
+            self._scheduleNext(job, now)
+        else:
+            self._setStatus(job, COMPLETED)
+
+    def fail(self, job, error, traceback=None, now=None, retry=True):
+        """Record a failed run; retry the job if it has attempts left.
+
+        ``error`` is the exception (or a message); only its text is stored.
+        Returns 'retry', 'rescheduled' (a cron job) or 'error'.
+        """
+        now = _now(now)
+        message = error if isinstance(error, str) else formatError(error)
+        job.error = message
+        job.traceback = traceback
+        job.lease = None
+        if isinstance(error, interfaces.UnknownTask):
+            retry = False
+        retries = self.maxRetries if job.maxRetries is None \
+            else job.maxRetries
+        attempt = f'attempt {job.attempts} of {retries + 1}'
+        if isinstance(job, CronJob) and job.delay is None:
+            self._scheduleNext(job, now)
+            log.error('Cron job %s (%r) failed: %s; next run at %s',
+                      job.id, job.task, message, job.due)
+            return 'rescheduled'
+        if retry and job.attempts <= retries:
+            # The traceback of a repeated attempt is logged now: the job
+            # keeps only the last one.
+            if traceback:
+                log.error('Caught a generic exception, preventing thread '
+                          'from crashing\n%s\n%s', message.split(': ', 1)[-1],
+                          traceback.rstrip())
+            base = self.retryDelay if job.retryDelay is None \
+                else job.retryDelay
+            delay = base * 2 ** (job.attempts - 1)
+            self._setStatus(job, QUEUED)
+            if delay:
+                self._scheduleAt(job, now + datetime.timedelta(seconds=delay))
+            else:
+                self._enqueue(job, now)
+            log.error('Job %s (%r): %s failed, repeating it%s: %s',
+                      job.id, job.task, attempt,
+                      f' in {delay:g} s' if delay else '', message)
+            return 'retry'
+        self._setStatus(job, ERROR)
+        job.completed = now
+        # The job keeps the message and the traceback; the log says where.
+        log.warning('Job %s (%r) failed (%s): %s', job.id, job.task,
+                    attempt if retry else 'not repeated', message)
+        return 'error'
+
+    def recover(self, now=None):
+        """Take back the jobs whose lease expired; return their ids.
+
+        Their worker is gone (killed, or its machine lost): each job goes
+        back to the queue, or to ``error`` when its attempts are spent,
+        with the lost worker named in its error.
+        """
+        now = _now(now)
+        lost = []
+        for jobid in list(_ids(self._index[PROCESSING])):
+            job = self.jobs[jobid]
+            lease = job.lease
+            if lease is not None and lease.expires > now:
+                continue
+            worker = lease.worker if lease is not None else job.worker
+            if lease is not None:
+                lease.revoked = True  # a late renewal now conflicts
+            log.warning('Job %s (%r): worker %s lost, lease expired', jobid,
+                        job.task, worker)
+            self.fail(job, f'WorkerLost: worker {worker} lost (its lease '
+                           f'expired at {job.leaseExpires or now})', None,
+                      now)
+            lost.append(jobid)
+        return lost
+
+    def renewLeases(self, jobids, worker, now=None):
+        """Extend the leases ``worker`` holds on ``jobids``.
+
+        Writes only the lease objects, never the jobs, so it cannot
+        conflict with the jobs' run transactions.  Returns the ids whose
+        lease this worker no longer holds.
+        """
+        now = _now(now)
+        expires = now + datetime.timedelta(seconds=self.leaseTime)
+        gone = []
+        for jobid in jobids:
+            job = self.jobs.get(jobid)
+            lease = job.lease if job is not None else None
+            if lease is None or lease.revoked or lease.worker != worker:
+                gone.append(jobid)
+            elif lease.expires < expires:
+                lease.expires = expires
+        return gone
+
+    # -- synchronous processing ----------------------------------------------
+
+    def processNext(self, now=None, jobid=None):
+        """See ITaskServiceManage."""
+        worker = processor.workerName('sync')
+        if jobid is None:
+            job = self.claim(worker, now)
+        else:
+            job = self._claimJob(jobid, worker, _now(now))
+        if job is None:
+            return False
+        savepoint = transaction.savepoint(optimistic=True)
+        try:
+            self.runJob(job, now)
+        except Exception as error:
+            text = tb_module.format_exc()
+            savepoint.rollback()
+            self.fail(job, error, text, now,
+                      retry=not isinstance(error, interfaces.TaskError))
+        return True
+
+    def process(self, now=None):
+        """See ITaskServiceManage."""
+        count = 0
+        while self.processNext(now):
+            count += 1
+        return count
+
+    # -- processor threads ---------------------------------------------------
+
+    def _threadName(self):
+        names = []
+        obj = self
+        while obj is not None:
+            if obj.__name__:
+                names.append(obj.__name__)
+            obj = getattr(obj, '__parent__', None)
+        return '.'.join(['remotetasks'] + names[::-1])
+
+    def _processorKey(self):
+        if self._p_jar is None or self._p_oid is None:
+            raise ValueError('The task service must be stored in a database '
+                             '(and committed) before it can process jobs')
+        return self._p_jar.db(), self._p_oid
+
+    def startProcessing(self):
+        """See ITaskServiceManage."""
+        db, oid = self._processorKey()
+        return processor.start(db, oid, self._threadName(),
+                               self.processorFactory,
+                               dict(self.processorArguments))
+
+    def stopProcessing(self):
+        """See ITaskServiceManage."""
+        db, oid = self._processorKey()
+        return processor.stop(db, oid)
+
+    def isProcessing(self):
+        """See ITaskServiceRead."""
+        if self._p_jar is None or self._p_oid is None:
+            return False
+        return processor.isRunning(*self._processorKey())
+
+    def site(self):
+        """The nearest site above the service (for running tasks), or None."""
+        obj = self.__parent__
+        while obj is not None:
+            if ISite.providedBy(obj):
+                return obj
+            obj = getattr(obj, '__parent__', None)
+        return None
+

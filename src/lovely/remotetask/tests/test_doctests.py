@@ -1,0 +1,42 @@
+"""The narrative documentation next to the code, run as tests."""
+import doctest
+import logging
+import unittest
+
+import transaction
+import ZODB
+import zope.component.testing
+
+from lovely.remotetask import processor
+
+
+FLAGS = (doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+         | doctest.REPORT_NDIFF)
+
+
+def setUp(test):
+    zope.component.testing.setUp(test)
+    db = ZODB.DB(None)
+    conn = db.open()
+    test.globs.update(db=db, conn=conn, root=conn.root())
+
+
+def tearDown(test):
+    transaction.abort()
+    processor.stopAll(db=test.globs['db'])
+    test.globs['conn'].close()
+    test.globs['db'].close()
+    logger = logging.getLogger('lovely.remotetask')
+    logger.setLevel(logging.NOTSET)
+    zope.component.testing.tearDown(test)
+
+
+def test_suite():
+    narrative = doctest.DocFileSuite(
+        '../service.rst', '../processor.rst', '../cron.rst',
+        '../startup.rst',
+        setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
+    modules = unittest.TestSuite([
+        doctest.DocTestSuite('lovely.remotetask.' + name, optionflags=FLAGS)
+        for name in ('cron', 'task', 'startup')])
+    return unittest.TestSuite([narrative, modules])
