@@ -73,6 +73,7 @@ class BaseProcessor:
         self._leaseTime = None
         self._lastRecovery = 0.0
         self._keeper = None
+        self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
 
     # -- transactions ---------------------------------------------------------
@@ -135,12 +136,18 @@ class BaseProcessor:
         """Run a claimed job: the task and the completion in one commit."""
         with self._runningLock:
             self._running.add(jobid)
-        self._startKeeper()
+            if self._keeper is None:
+                self._keeper = threading.Thread(
+                    target=self._keepLeases, name=f'{self.name}.leases',
+                    daemon=True)
+                self._keeper.start()
         try:
             self._run(jobid, now)
         finally:
             with self._runningLock:
                 self._running.discard(jobid)
+                if not self._running:
+                    self._keeperWake.set()  # let the keeper end
 
     def _run(self, jobid, now):
         tm = transaction.TransactionManager()
@@ -203,22 +210,17 @@ class BaseProcessor:
 
     # -- leases ---------------------------------------------------------------
 
-    def _startKeeper(self):
-        if self._keeper is None or not self._keeper.is_alive():
-            self._keeper = threading.Thread(
-                target=self._keepLeases, name=f'{self.name}.leases',
-                daemon=True)
-            self._keeper.start()
-
     def _keepLeases(self):
-        while not self._stopping.is_set():
+        """Renew the leases of the running jobs until none is running."""
+        while True:
             interval = (self._leaseTime or 60.0) / 3
-            if self._stopping.wait(interval):
-                return
+            self._keeperWake.wait(interval)
             with self._runningLock:
+                self._keeperWake.clear()
                 jobids = list(self._running)
-            if not jobids:
-                continue
+                if self._stopping.is_set() or not jobids:
+                    self._keeper = None
+                    return
             try:
                 self._transact(
                     lambda service, now: service.renewLeases(
@@ -274,6 +276,10 @@ class BaseProcessor:
         """See IProcessor."""
         self._stopping.set()
         self._wakeup.set()
+        self._keeperWake.set()
+        keeper = self._keeper
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(5.0)
 
 
 class SimpleProcessor(BaseProcessor):

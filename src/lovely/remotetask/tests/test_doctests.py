@@ -5,6 +5,7 @@ import unittest
 
 import transaction
 import ZODB
+from ZODB.DemoStorage import DemoStorage
 import zope.component.testing
 
 from lovely.remotetask import processor
@@ -16,7 +17,8 @@ FLAGS = (doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 def setUp(test):
     zope.component.testing.setUp(test)
-    db = ZODB.DB(None)
+    # DemoStorage resolves conflicts (MappingStorage does not).
+    db = ZODB.DB(DemoStorage())
     conn = db.open()
     test.globs.update(db=db, conn=conn, root=conn.root())
 
