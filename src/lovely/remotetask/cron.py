@@ -66,7 +66,7 @@ def normalizeSchedule(minute=(), hour=(), dayOfMonth=(), month=(),
     >>> normalizeSchedule(dayOfMonth=(30, 31), month=(2,))
     Traceback (most recent call last):
     ...
-    lovely.remotetask.interfaces.InvalidSchedule: the schedule never matches: no month 2 has day 30 or 31
+    lovely.remotetask.interfaces.InvalidSchedule: the schedule never ...
     """
     from lovely.remotetask.interfaces import InvalidSchedule
     given = dict(minute=minute, hour=hour, dayOfMonth=dayOfMonth,

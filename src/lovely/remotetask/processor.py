@@ -51,7 +51,8 @@ class _Stopped(Exception):
 class BaseProcessor:
     """The claim / run / fail steps and the loop shared by processors."""
 
-    #: Seconds to sleep after an unexpected error, doubling up to ``maxBackoff``.
+    #: Seconds to pause after an unexpected error, doubling up to
+    #: ``maxBackoff``.
     minBackoff = 0.5
     maxBackoff = 60.0
     #: Claims that conflict are retried this often in one step.

@@ -703,4 +703,3 @@ class TaskService(Contained, persistent.Persistent):
                 return obj
             obj = getattr(obj, '__parent__', None)
         return None
-

@@ -1,0 +1,1 @@
+"""lovely.remotetask: a ZODB-native job queue for Zope Toolkit applications."""
