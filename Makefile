@@ -18,13 +18,18 @@ run: $(BIN)/zope-testrunner
 	$(BIN)/remotetask serve --host $(HOST) --port $(PORT)
 
 worker: $(BIN)/zope-testrunner
-	$(BIN)/remotetask worker
+	$(BIN)/remotetask worker $(WORKERARGS)
 
 test: $(BIN)/zope-testrunner
 	$(BIN)/zope-testrunner --test-path=src -vc --all $(TESTARGS)
 
+# Subprocesses (servers, workers) report too: COVERAGE_PROCESS_START makes
+# them start coverage, and `combine` gathers their data files.
 coverage: $(BIN)/zope-testrunner
-	$(BIN)/coverage run -m zope.testrunner --test-path=src --all
+	COVERAGE_FILE=$(CURDIR)/.coverage \
+	COVERAGE_PROCESS_START=$(CURDIR)/setup.cfg \
+	  $(BIN)/coverage run -m zope.testrunner --test-path=src --all
+	$(BIN)/coverage combine
 	$(BIN)/coverage report
 
 clean-venv:

@@ -42,6 +42,8 @@ class Job(persistent.Persistent):
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None
+    # The job's key in its service's status index (see service.py).
+    _statusKey = None
 
     def __init__(self, id, task, input=None, status=interfaces.QUEUED,
                  created=None, maxRetries=None, retryDelay=None):

@@ -57,6 +57,8 @@ class BaseProcessor:
     maxBackoff = 60.0
     #: Claims that conflict are retried this often in one step.
     claimRetries = 5
+    #: An idle processor compacts the service's indexes at most this often.
+    compactInterval = 10.0
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
                  partition=None, workerId=None):
@@ -73,6 +75,7 @@ class BaseProcessor:
         self._runningLock = threading.Lock()
         self._leaseTime = None
         self._lastRecovery = 0.0
+        self._lastCompaction = 0.0
         self._keeper = None
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
@@ -113,11 +116,26 @@ class BaseProcessor:
                 return None
             return job.id
         try:
-            return self._transact(claim, self.claimRetries, now)
+            jobid = self._transact(claim, self.claimRetries, now)
         except TransientError:
             log.info('%s: claims keep conflicting; trying again later',
                      self.workerId)
             return None
+        if jobid is None:
+            self._maybeCompact()
+        return jobid
+
+    def _maybeCompact(self):
+        # Idle: put index sets that a burst spread over several buckets
+        # back into one (see TaskService.compact), now and then.
+        clock = time.monotonic()
+        if clock - self._lastCompaction < self.compactInterval:
+            return
+        self._lastCompaction = clock
+        try:
+            self._transact(lambda service, now: service.compact(), 0)
+        except TransientError:
+            pass  # busy after all; next time
 
     def _claimPartition(self):
         return self.partition
@@ -452,12 +470,17 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
     from lovely.remotetask.startup import findServices
     stopEvent = stop or threading.Event()
     started = {}
+    first = True
     try:
         while not stopEvent.is_set():
             conn = db.open(transaction_manager=transaction.TransactionManager())
             try:
                 root = conn.root().get(ZopePublication.root_name)
-                found = [] if root is None else findServices(root, services)
+                # Services may appear later: say so once, then quietly.
+                found = [] if root is None else findServices(
+                    root, services, 'worker',
+                    logging.WARNING if first else logging.DEBUG)
+                first = False
                 found = [(name, service._p_oid) for name, service in found
                          if service._p_oid not in started]
             finally:

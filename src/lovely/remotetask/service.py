@@ -22,25 +22,38 @@ completing them, in one process or many):
     at different places (see ``claim``).  Cancel does not search them:
     claims skip items whose job is no longer ``queued``.
 
-``_schedule`` (LLTreeSet)
-    Jobs due later (delayed and cron jobs, retries with backoff), keyed
-    ``due_second << 31 | jobid`` so that the smallest key is the next due
-    job.  The sentinel key 0 is never removed (see ``_index``).
+Time sets (``_schedule`` and the status index)
+    ``LLTreeSet`` keyed ``second << 31 | jobid``: ordered by time, then
+    id.  BTrees merge concurrent inserts and deletes of different keys,
+    except a change that empties a bucket (the bucket is unlinked from its
+    tree, which conflicts with an insert into it).  So every time set holds
+    two sentinels that are never removed, the lowest and the highest
+    possible key: the first and the last bucket never empty.  BTrees also
+    refuse to merge the deletion of a bucket's first key with any other
+    change to that bucket; in a one-bucket set the first key is the low
+    sentinel, so there every add and claim merges.  A burst splits a set
+    into several buckets, which BTrees never join again: then claims
+    delete first keys of the bucket adds write to, and the second of two
+    concurrent commits conflicts (and is retried).  So an idle processor
+    calls ``compact``, which puts a set that has become small back into
+    one bucket.
 
-``_index`` (dict: status -> IITreeSet of ids) and ``_counts`` (dict:
-status -> BTrees.Length)
+``_schedule`` (time set)
+    Jobs due later (delayed and cron jobs, retries with backoff), keyed by
+    their due time: the smallest key is the next due job.
+
+``_index`` (dict: status -> time set) and ``_counts`` (dict: status ->
+BTrees.Length)
     The status index the management UI counts, filters and pages with,
-    without loading jobs.  The dicts never change after creation, so they
-    are never rewritten; the sets merge concurrent inserts and deletes of
-    different ids.  BTrees refuse to merge a change that empties a bucket,
-    so every set keeps a sentinel (-1): the common case of one bucket
-    (a few hundred ids) then always merges.  ``Length`` merges any
-    concurrent changes.
+    without loading jobs, keyed by the time the job entered the status
+    (``job._statusKey``).  The dicts never change after creation, so they
+    are never rewritten.  ``Length`` merges any concurrent changes.
 
-``_byTask`` (OOBTree: task name -> IITreeSet of ids)
-    The task filter of the UI.
+``_byTask`` (OOBTree: task name -> IITreeSet of ids, with the sentinel -1)
+    The task filter of the UI; written by adds and cleans only.
 """
 import datetime
+import itertools
 import logging
 import math
 import random
@@ -83,7 +96,7 @@ log = logging.getLogger('lovely.remotetask')
 UTC = datetime.timezone.utc
 MAXID = 2 ** 31          # job ids are XML-RPC ints: below 2**31
 _SENTINEL = -1           # in every id set, so that its buckets never empty
-_SCHEDULE_SENTINEL = 0   # in the schedule, for the same reason
+_LOW, _HIGH = 0, 2 ** 63 - 1   # in every time set (see the module doc)
 
 
 def _now(now=None):
@@ -105,8 +118,34 @@ def _micros(when):
     return int(when.timestamp() * 1000000)
 
 
-def _scheduleKey(due, jobid):
-    return (math.floor(due.timestamp()) << 31) | jobid
+def _timeKey(when, jobid):
+    return (math.floor(when.timestamp()) << 31) | jobid
+
+
+def _jobid(key):
+    return key & (MAXID - 1)
+
+
+def _newTimeSet():
+    keys = LLTreeSet()
+    keys.update((_LOW, _HIGH))
+    return keys
+
+
+def _timeKeys(timeset):
+    """The keys of a time set, without its sentinels."""
+    return timeset.keys(_LOW + 1, _HIGH - 1)
+
+
+def _spread(timeset):
+    """Does the set have more than one bucket?"""
+    state = timeset.__getstate__()
+    return state is not None and len(state) == 2
+
+
+def _timeIds(timeset):
+    """The job ids of a time set, in time order."""
+    return (_jobid(key) for key in _timeKeys(timeset))
 
 
 def _newIdSet():
@@ -158,9 +197,8 @@ class TaskService(Contained, persistent.Persistent):
         self.jobs = IOBTree()
         self._retired = IITreeSet()
         self._ready = tuple(ReadyQueue() for i in range(partitions))
-        self._schedule = LLTreeSet()
-        self._schedule.add(_SCHEDULE_SENTINEL)
-        self._index = {status: _newIdSet() for status in STATUSES}
+        self._schedule = _newTimeSet()
+        self._index = {status: _newTimeSet() for status in STATUSES}
         self._counts = {status: Length() for status in STATUSES}
         self._byTask = OOBTree()
 
@@ -196,14 +234,15 @@ class TaskService(Contained, persistent.Persistent):
                 return jobid
             self._v_nextid = None
 
-    def _setStatus(self, job, status):
+    def _setStatus(self, job, status, now=None):
         old = job.status
         if old == status:
             return
         if old is not None:
-            self._index[old].remove(job.id)
+            self._index[old].remove(job._statusKey)
             self._counts[old].change(-1)
-        self._index[status].add(job.id)
+        job._statusKey = _timeKey(_now(now), job.id)
+        self._index[status].add(job._statusKey)
         self._counts[status].change(1)
         job.status = status
 
@@ -286,12 +325,12 @@ class TaskService(Contained, persistent.Persistent):
     def _scheduleAt(self, job, due):
         self._unschedule(job)
         job.due = due
-        self._schedule.add(_scheduleKey(due, job.id))
+        self._schedule.add(_timeKey(due, job.id))
         processor.wakeAfterCommit(self)
 
     def _unschedule(self, job):
         if job.due is not None:
-            self._schedule.discard(_scheduleKey(job.due, job.id))
+            self._schedule.discard(_timeKey(job.due, job.id))
             job.due = None
 
     def _scheduleNext(self, job, now):
@@ -333,7 +372,7 @@ class TaskService(Contained, persistent.Persistent):
         """See ITaskServiceManage."""
         count = 0
         for status in CANCELLABLE:
-            for jobid in list(_ids(self._index[status])):
+            for jobid in list(_timeIds(self._index[status])):
                 count += self.cancel(jobid)
         return count
 
@@ -349,13 +388,13 @@ class TaskService(Contained, persistent.Persistent):
                 f'not {", ".join(map(repr, bad))}')
         removed = IITreeSet()
         for name in status:
-            ids = self._index[name]
-            batch = list(_ids(ids))
-            for jobid in batch:
-                ids.remove(jobid)
-                del self.jobs[jobid]
-            self._counts[name].change(-len(batch))
-            removed.update(batch)
+            index = self._index[name]
+            keys = list(_timeKeys(index))
+            for key in keys:
+                index.remove(key)
+                del self.jobs[_jobid(key)]
+            self._counts[name].change(-len(keys))
+            removed.update(_jobid(key) for key in keys)
         for byTask in self._byTask.values():
             for jobid in intersection(byTask, removed):
                 byTask.remove(jobid)
@@ -377,42 +416,57 @@ class TaskService(Contained, persistent.Persistent):
         return self._job(jobid).error
 
     def _filtered(self, status, task):
+        """The ids of the jobs in ``status`` of ``task`` (None: any), lazily.
+
+        By status: in the order the jobs entered it; otherwise by id.
+        """
         if status is not None and status not in STATUSES:
             raise ValueError(f'Unknown status: {status!r}')
-        sets = []
-        if status is not None:
-            sets.append(self._index[status])
         if task is not None:
-            sets.append(self._byTask.get(task, IITreeSet()))
-        if not sets:
-            return None
-        if len(sets) == 1:
-            return sets[0]
-        return intersection(*sets)
+            byTask = self._byTask.get(task)
+            if byTask is None:
+                return iter(())
+            if status is None:
+                return iter(_ids(byTask))
+            return (jobid for jobid in _timeIds(self._index[status])
+                    if jobid in byTask)
+        if status is not None:
+            return _timeIds(self._index[status])
+        return iter(self.jobs.keys())
 
     def countJobs(self, status=None, task=None):
         """See ITaskServiceRead."""
+        if task is None and status is None:
+            return len(self.jobs)
         if task is None:
-            if status is None:
-                return len(self.jobs)
             self._filtered(status, None)
             return self._counts[status]()
-        return len(_ids(self._filtered(status, task)))
+        return sum(1 for jobid in self._filtered(status, task))
 
     def listJobs(self, status=None, task=None, start=0, size=None,
                  reverse=False):
         """See ITaskServiceRead."""
+        if task is None:
+            # Slices of BTree keys load only the buckets they need.
+            if status is None:
+                keys, toId = self.jobs.keys(), int
+            else:
+                self._filtered(status, None)
+                keys, toId = _timeKeys(self._index[status]), _jobid
+            if reverse:
+                stop = len(keys) - start
+                first = 0 if size is None else max(stop - size, 0)
+                selected = reversed(keys[first:max(stop, 0)])
+            else:
+                stop = None if size is None else start + size
+                selected = keys[start:stop]
+            return [self.jobs[toId(key)] for key in selected]
         ids = self._filtered(status, task)
-        keys = self.jobs.keys() if ids is None else _ids(ids)
         if reverse:
-            total = len(keys)
-            stop = total - start
-            first = 0 if size is None else max(stop - size, 0)
-            selected = reversed(keys[first:max(stop, 0)])
-        else:
-            stop = None if size is None else start + size
-            selected = keys[start:stop]
-        return [self.jobs[jobid] for jobid in selected]
+            ids = reversed(list(ids))
+        stop = None if size is None else start + size
+        return [self.jobs[jobid]
+                for jobid in itertools.islice(ids, start, stop)]
 
     def hasJobsWaiting(self, now=None):
         """See ITaskServiceRead."""
@@ -429,16 +483,42 @@ class TaskService(Contained, persistent.Persistent):
 
     def _nextDue(self, now):
         """The key of the first scheduled job due at ``now``, or None."""
-        for key in self._schedule.keys(min=_SCHEDULE_SENTINEL + 1):
+        for key in _timeKeys(self._schedule):
             if key >> 31 <= now.timestamp():
                 return key
             break
         return None
 
+    #: ``compact`` rebuilds sets with at most this many keys.
+    compactSize = 60
+
+    def compact(self):
+        """Put small time sets that span several buckets into one bucket.
+
+        See the module doc: one bucket merges every concurrent add and
+        claim.  Processors call it when idle, in a transaction of its own.
+        Returns the names of the sets it rebuilt.
+        """
+        rebuilt = []
+        sets = [(status, keys, self._counts[status]())
+                for status, keys in self._index.items()]
+        sets.append(('schedule', self._schedule, None))
+        for name, keys, count in sets:
+            if not _spread(keys):
+                continue
+            if count is None:
+                count = len(keys) - 2
+            if count <= self.compactSize:
+                items = list(keys)
+                keys.clear()
+                keys.update(items)
+                rebuilt.append(name)
+        return rebuilt
+
     def nextScheduled(self):
         """When the next scheduled job is due (aware datetime) or None."""
-        for key in self._schedule.keys(min=_SCHEDULE_SENTINEL + 1):
-            job = self.jobs.get(key & (MAXID - 1))
+        for key in _timeKeys(self._schedule):
+            job = self.jobs.get(_jobid(key))
             if job is not None and job.due is not None:
                 return job.due
             return datetime.datetime.fromtimestamp(key >> 31, UTC)
@@ -472,9 +552,9 @@ class TaskService(Contained, persistent.Persistent):
             key = self._nextDue(now)
             if key is None:
                 return None
-            job = self.jobs.get(key & (MAXID - 1))
+            job = self.jobs.get(_jobid(key))
             if job is None or job.due is None \
-                    or _scheduleKey(job.due, job.id) != key:
+                    or _timeKey(job.due, job.id) != key:
                 self._schedule.remove(key)
                 continue  # stale entry
             if job.due > now:
@@ -597,7 +677,7 @@ class TaskService(Contained, persistent.Persistent):
         """
         now = _now(now)
         lost = []
-        for jobid in list(_ids(self._index[PROCESSING])):
+        for jobid in list(_timeIds(self._index[PROCESSING])):
             job = self.jobs[jobid]
             lease = job.lease
             if lease is not None and lease.expires > now:
@@ -643,7 +723,9 @@ class TaskService(Contained, persistent.Persistent):
             job = self._claimJob(jobid, worker, _now(now))
         if job is None:
             return False
-        savepoint = transaction.savepoint(optimistic=True)
+        manager = transaction.manager if self._p_jar is None \
+            else self._p_jar.transaction_manager
+        savepoint = manager.savepoint(optimistic=True)
         try:
             self.runJob(job, now)
         except Exception as error:

@@ -74,11 +74,11 @@ def _sites(root, siteName):
     return [(siteName, site)] if ISite.providedBy(site) else []
 
 
-def findServices(root, spec):
+def findServices(root, spec, label='autostart', level=logging.WARNING):
     """The task services matching an autostart specification.
 
     Returns ``[('site@service', service), ...]`` without duplicates, and
-    logs every entry that matches nothing.
+    logs every entry that matches nothing (as ``label``, at ``level``).
     """
     found = {}
     for siteName, serviceName in parseSpec(spec):
@@ -92,8 +92,8 @@ def findServices(root, spec):
                 found.setdefault(f'{name}@{sname}', service)
                 matched = True
         if not matched:
-            log.warning('autostart: %s@%s matches no task service',
-                        siteName, serviceName)
+            log.log(level, '%s: %s@%s matches no task service', label,
+                    siteName, serviceName)
     return list(found.items())
 
 

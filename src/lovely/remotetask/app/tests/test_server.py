@@ -1,0 +1,414 @@
+"""End to end: ``remotetask serve`` and ``remotetask worker`` as processes.
+
+Each test starts its processes in a temporary directory, waits for them
+with a bounded deadline (polling, never a fixed sleep), and stops only
+the processes it started, by their process id.
+"""
+import base64
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+import urllib.error
+import urllib.request
+import xmlrpc.client
+
+
+#: The longest a process may take to start or to stop, in seconds.
+STARTUP = 120.0
+SHUTDOWN = 60.0
+#: The longest a job may take to complete.
+COMPLETION = 60.0
+POLL = 0.05
+
+
+def until(condition, timeout, what):
+    """Poll ``condition`` until it returns a true value or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f'Timed out after {timeout}s: {what}')
+        time.sleep(POLL)
+
+
+def environment(**changes):
+    env = dict(os.environ)
+    env.pop('REMOTETASK_ADMIN', None)
+    env.pop('REMOTETASK_CONFIG', None)
+    env['PYTHONUNBUFFERED'] = '1'
+    env.update(changes)
+    return env
+
+
+class Remotetask:
+    """A ``remotetask`` process in ``cwd``; its output goes to a file."""
+
+    def __init__(self, cwd, *args, env=None, name='remotetask'):
+        self.outfile = os.path.join(cwd, f'{name}.out')
+        with open(self.outfile, 'wb') as out:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'lovely.remotetask.app', *args],
+                cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env or environment())
+        self.pid = self.process.pid
+
+    def output(self):
+        with open(self.outfile, encoding='utf-8', errors='replace') as f:
+            return f.read()
+
+    def waitFor(self, pattern, timeout=STARTUP):
+        """The first match of ``pattern`` in the output."""
+        def found():
+            match = re.search(pattern, self.output())
+            if match is None and self.process.poll() is not None:
+                raise AssertionError(
+                    f'remotetask exited with {self.process.returncode} '
+                    f'before printing {pattern!r}:\n{self.output()}')
+            return match
+        return until(found, timeout, f'{pattern!r} in\n{self.output()}')
+
+    def stop(self, signum=signal.SIGTERM, timeout=SHUTDOWN):
+        """Send ``signum`` and return the exit code."""
+        if self.process.poll() is None:
+            os.kill(self.pid, signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f'remotetask did not stop within {timeout}s:\n'
+                f'{self.output()}')
+
+    def kill(self):
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(SHUTDOWN)
+
+
+def request(url, credentials=None, data=None, headers=None):
+    """(status, body, headers) of a request; errors are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    if credentials:
+        token = base64.b64encode(credentials.encode()).decode()
+        req.add_header('Authorization', f'Basic {token}')
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    import transaction
+    from lovely.remotetask.app import instance
+    from lovely.remotetask.app.database import open_database
+    from lovely.remotetask.service import TaskService
+
+    instance.make()
+    db = open_database('var/zope.conf', autostart=False)
+    root = db.open().root()['Application']
+    root['tasks'] = service = TaskService()
+    ids = [service.add('echo', {'n': n}) for n in range(int(sys.argv[1]))]
+    transaction.commit()
+    print('JOBS', *ids)
+    db.close()
+''')
+
+
+def makeInstance(directory, jobs):
+    """Create var/ with a task service ``tasks`` holding ``jobs`` echo jobs
+    in the root folder, as a script run by the user would; return the job
+    ids."""
+    created = subprocess.run(
+        [sys.executable, '-c', SCRIPT, str(jobs)], cwd=directory,
+        env=environment(), capture_output=True, text=True, timeout=STARTUP)
+    if created.returncode:
+        raise AssertionError(created.stdout + created.stderr)
+    [line] = [line for line in created.stdout.splitlines()
+              if line.startswith('JOBS')]
+    return [int(i) for i in line.split()[1:]]
+
+
+def serviceURL(url, credentials=None, service='tasks'):
+    """The XML-RPC address of a service, with credentials."""
+    host = url[len('http://'):]
+    if credentials:
+        host = f'{credentials}@{host}'
+    return f'http://{host}/{service}/'
+
+
+class ServerLayer:
+    """A ``remotetask serve`` started the way a newcomer starts it.
+
+    No REMOTETASK_ADMIN: the credentials are generated on first start.
+    """
+
+    __name__ = 'ServerLayer'
+    __bases__ = ()
+
+    @classmethod
+    def setUp(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix='remotetask-')
+        cls.dir = cls.tmp.name
+        cls.server = Remotetask(cls.dir, 'serve', '--host', '127.0.0.1',
+                                '--port', '0')
+        match = cls.server.waitFor(r'Serving on (http://127\.0\.0\.1:\d+)/')
+        cls.url = match.group(1)
+        with open(os.path.join(cls.dir, 'var', 'admin-credentials')) as f:
+            cls.admin = [line.strip() for line in f
+                         if not line.startswith('#')][0]
+
+    @classmethod
+    def tearDown(cls):
+        try:
+            cls.server.stop()
+        finally:
+            cls.server.kill()
+            cls.tmp.cleanup()
+
+
+class ServeTests(unittest.TestCase):
+
+    layer = ServerLayer
+
+    def setUp(self):
+        self.url = ServerLayer.url
+        self.admin = ServerLayer.admin
+        self.dir = ServerLayer.dir
+
+    def test_first_start_creates_the_instance(self):
+        output = ServerLayer.server.output()
+        self.assertIn('Created var/zope.conf', output)
+        self.assertIn('Created var/site.zcml', output)
+        var = os.path.join(self.dir, 'var')
+        self.assertTrue(os.path.isfile(os.path.join(var, 'Data.fs')))
+        self.assertEqual(stat.S_IMODE(os.stat(var).st_mode), 0o700)
+
+    def test_generated_credentials(self):
+        path = os.path.join(self.dir, 'var', 'admin-credentials')
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        login, password = self.admin.split(':', 1)
+        self.assertEqual(login, 'admin')
+        # Printed (to the terminal) once, when generated.
+        self.assertIn(f"Administrator: 'admin', password: {password}",
+                      ServerLayer.server.output())
+
+    def test_anonymous_gets_401(self):
+        for path in ['/manage', '/', '/@@contents.html']:
+            status, body, headers = request(self.url + path)
+            self.assertEqual(status, 401, path)
+            self.assertIn('basic', headers.get('WWW-Authenticate', '').lower())
+
+    def test_wrong_password_gets_401(self):
+        login = self.admin.split(':')[0]
+        status, body, headers = request(self.url + '/manage',
+                                        f'{login}:wrong')
+        self.assertEqual(status, 401)
+
+    def test_malformed_credentials_get_400(self):
+        for header in ['Basic admin:pw', 'Basic Zm9v', 'Basic ****']:
+            status, body, headers = request(
+                self.url + '/manage', headers={'Authorization': header})
+            self.assertEqual(status, 400, header)
+        self.assertNotIn('binascii', ServerLayer.server.output())
+
+    def test_admin_gets_the_zmi(self):
+        status, body, headers = request(self.url + '/manage', self.admin)
+        self.assertEqual(status, 200)
+        self.assertIn(b'zope3logo.gif', body)  # the Rotterdam skin
+        self.assertIn(b'Administrator', body)  # logged in
+        self.assertIn(b'Remote Task Service', body)  # this package
+
+    def test_xmlrpc_job_added_to_a_service_added_in_the_zmi_completes(self):
+        from zope.testbrowser.browser import Browser
+
+        browser = Browser()
+        # No robots.txt check (it answers 401, like everything else).
+        browser.testapp.restricted = True
+        browser.addHeader(
+            'Authorization',
+            'Basic ' + base64.b64encode(self.admin.encode()).decode())
+        browser.open(self.url + '/manage')
+        browser.getLink('Remote Task Service').click()
+        browser.getControl(name='new_value').value = 'tasks'
+        browser.getControl('Apply').click()
+
+        with xmlrpc.client.ServerProxy(serviceURL(self.url)) as proxy:
+            with self.assertRaises(xmlrpc.client.ProtocolError) as e:
+                proxy.add('echo', {'foo': 'bar'})
+        self.assertEqual(e.exception.errcode, 401)
+
+        with xmlrpc.client.ServerProxy(
+                serviceURL(self.url, self.admin)) as proxy:
+            jobid = proxy.add('echo', {'foo': 'bar'})
+            self.assertIsInstance(jobid, int)
+            # Nobody clicks "Start Processing": autostart (*@*) did it.
+            until(lambda: proxy.getStatus(jobid) == 'completed',
+                  COMPLETION, f'job {jobid} completed')
+            self.assertEqual(proxy.getResult(jobid), {'foo': 'bar'})
+
+
+class ShutdownTests(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix='remotetask-')
+        self.dir = self.tmp.name
+        self.processes = []
+
+    def tearDown(self):
+        for process in self.processes:
+            process.kill()
+        self.tmp.cleanup()
+
+    def start(self, *args, **kw):
+        process = Remotetask(self.dir, *args, **kw)
+        self.processes.append(process)
+        return process
+
+    def test_sigterm_stops_processing_and_closes_the_database(self):
+        [jobid] = makeInstance(self.dir, 1)
+        env = environment(REMOTETASK_ADMIN='boss:Very-Secret')
+        server = self.start('serve', '--port', '0', env=env)
+        url = server.waitFor(r'Serving on (http://127\.0\.0\.1:\d+)/')[1]
+        self.assertIn("Administrator: 'boss' (password from "
+                      "REMOTETASK_ADMIN)", server.output())
+        self.assertNotIn('Very-Secret', server.output())
+        self.assertFalse(os.path.exists(
+            os.path.join(self.dir, 'var', 'admin-credentials')))
+        self.assertEqual(request(url + '/manage', 'boss:Very-Secret')[0],
+                         200)
+        self.assertEqual(request(url + '/manage', 'admin:')[0], 401)
+        # The service made by the script started with the server.
+        self.assertIn('autostart: started processing @tasks',
+                      server.output())
+        with xmlrpc.client.ServerProxy(
+                serviceURL(url, 'boss:Very-Secret')) as proxy:
+            until(lambda: proxy.getStatus(jobid) == 'completed',
+                  COMPLETION, f'job {jobid} completed')
+
+        # A FileStorage serves one process: a worker is told so.
+        worker = self.start('worker', name='worker')
+        self.assertEqual(worker.process.wait(STARTUP), 2)
+        self.assertIn('the database is in use by another process',
+                      worker.output())
+
+        index = os.path.join(self.dir, 'var', 'Data.fs.index')
+        signalled = time.time()
+        self.assertEqual(server.stop(signal.SIGTERM), 0, server.output())
+        output = server.output()
+        self.assertIn('SIGTERM received: stopping', output)
+        self.assertIn('Stopped processing remotetasks.', output)
+        self.assertIn('Closed the database FileStorage var/Data.fs', output)
+        # FileStorage writes its index when it is closed.
+        self.assertGreaterEqual(os.stat(index).st_mtime, signalled - 1)
+
+        # Ctrl-C stops it the same way.  Nothing was lost.
+        server = self.start('serve', '--port', '0', env=env,
+                            name='second')
+        url = server.waitFor(r'Serving on (http://127\.0\.0\.1:\d+)/')[1]
+        self.assertNotIn('Created var/', server.output())
+        with xmlrpc.client.ServerProxy(
+                serviceURL(url, 'boss:Very-Secret')) as proxy:
+            self.assertEqual(proxy.getStatus(jobid), 'completed')
+        self.assertEqual(server.stop(signal.SIGINT), 0, server.output())
+        self.assertIn('SIGINT received: stopping', server.output())
+        self.assertIn('Closed the database', server.output())
+
+    def test_administrator_login_taken(self):
+        makeInstance(self.dir, 0)
+        site = os.path.join(self.dir, 'var', 'site.zcml')
+        with open(site) as f:
+            text = f.read()
+        with open(site, 'w') as f:
+            f.write(text.replace('</configure>', '''
+                <principal id="myapp.someone" title="Someone" login="admin"
+                    password_manager="SSHA" password="{SSHA}x" />
+                </configure>'''))
+        server = self.start('serve', '--port', '0')
+        self.assertEqual(server.process.wait(STARTUP), 2, server.output())
+        output = server.output()
+        self.assertIn("the administrator cannot be registered: "
+                      "DuplicateLogin admin", output)
+        self.assertIn('Closed the database FileStorage var/Data.fs', output)
+
+    def test_bad_admin_variable(self):
+        env = environment(REMOTETASK_ADMIN='no-colon')
+        server = self.start('serve', '--port', '0', env=env)
+        self.assertEqual(server.process.wait(STARTUP), 2)
+        self.assertIn('REMOTETASK_ADMIN: expected login:password',
+                      server.output())
+        self.assertFalse(os.path.exists(
+            os.path.join(self.dir, 'var', 'Data.fs')))
+
+    def test_port_in_use(self):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            sock.listen()
+            port = sock.getsockname()[1]
+            server = self.start('serve', '--port', str(port))
+            self.assertEqual(server.process.wait(STARTUP), 1)
+        self.assertIn('Cannot listen on 127.0.0.1:%d' % port,
+                      server.output())
+        self.assertIn('Closed the database', server.output())
+
+
+class WorkerTests(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix='remotetask-')
+        self.dir = self.tmp.name
+        self.worker = None
+
+    def tearDown(self):
+        if self.worker is not None:
+            self.worker.kill()
+        self.tmp.cleanup()
+
+    def statuses(self, ids):
+        """The status of each job, read from the worker's FileStorage."""
+        import ZODB
+        from ZODB.FileStorage import FileStorage
+        storage = FileStorage(os.path.join(self.dir, 'var', 'Data.fs'),
+                              read_only=True)
+        db = ZODB.DB(storage)
+        try:
+            conn = db.open()
+            service = conn.root()['Application']['tasks']
+            return {jobid: service.getStatus(jobid) for jobid in ids}
+        finally:
+            db.close()
+
+    def test_worker_processes_the_jobs(self):
+        ids = makeInstance(self.dir, 5)
+        self.assertEqual(set(self.statuses(ids).values()), {'queued'})
+
+        self.worker = Remotetask(self.dir, 'worker', '--threads', '2')
+        self.worker.waitFor(
+            r'Worker connected to FileStorage var/Data\.fs')
+        self.worker.waitFor(r'processing @tasks with 2 thread')
+        until(lambda: set(self.statuses(ids).values()) == {'completed'},
+              COMPLETION, 'all jobs completed')
+        self.assertEqual(self.worker.stop(signal.SIGTERM), 0,
+                         self.worker.output())
+        output = self.worker.output()
+        self.assertIn('Closed the database FileStorage var/Data.fs', output)
+        # The autostart of zope.conf is not the worker's business.
+        self.assertNotIn('autostart: started processing', output)
+
+    def test_worker_needs_a_configuration(self):
+        self.worker = Remotetask(self.dir, 'worker')
+        self.assertEqual(self.worker.process.wait(STARTUP), 2)
+        self.assertIn("No configuration file 'var/zope.conf'",
+                      self.worker.output())
+        self.assertFalse(os.path.exists(os.path.join(self.dir, 'var')))
