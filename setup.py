@@ -15,6 +15,7 @@ TESTS_REQUIRE = [
     'zope.testing',  # without it two layers in one run fail (DuplicateLogin)
     'zope.testbrowser[wsgi]',
     'webtest',
+    'beautifulsoup4',  # the browser doctests read pages with it
     'coverage',
 ]
 
@@ -65,6 +66,8 @@ setup(
         'zope.app.zcmlfiles',
         'zope.app.rotterdam',
         'z3c.table',
+        'z3c.batching',
+        'zope.browserresource',
         'waitress',
     ],
     extras_require={

@@ -1,5 +1,10 @@
 """Processors: claim a job, run it, complete it, back off.
 
+Thread names: a processor's loop runs in the thread ``remotetasks.`` plus
+the service's dotted path (the one thread of a service whose name starts
+so); its helpers are ``leases:NAME`` (the lease keeper) and
+``job-ID:NAME`` (a MultiProcessor's job threads).
+
 A processor owns its database connections (never a web request's) and
 runs each job in the transaction boundaries of DESIGN.md:
 
@@ -157,7 +162,7 @@ class BaseProcessor:
             self._running.add(jobid)
             if self._keeper is None:
                 self._keeper = threading.Thread(
-                    target=self._keepLeases, name=f'{self.name}.leases',
+                    target=self._keepLeases, name=f'leases:{self.name}',
                     daemon=True)
                 self._keeper.start()
         try:
@@ -340,7 +345,7 @@ class MultiProcessor(BaseProcessor):
             return False
         thread = threading.Thread(
             target=self._runInThread, args=(jobid, now),
-            name=f'{self.name}.job-{jobid}', daemon=True)
+            name=f'job-{jobid}:{self.name}', daemon=True)
         self._threads.add(thread)
         thread.start()
         return True

@@ -762,14 +762,13 @@ class TaskService(Contained, persistent.Persistent):
     def startProcessing(self):
         """See ITaskServiceManage."""
         db, oid = self._processorKey()
-        return processor.start(db, oid, self._threadName(),
-                               self.processorFactory,
-                               dict(self.processorArguments))
+        processor.start(db, oid, self._threadName(), self.processorFactory,
+                        dict(self.processorArguments))
 
     def stopProcessing(self):
         """See ITaskServiceManage."""
         db, oid = self._processorKey()
-        return processor.stop(db, oid)
+        processor.stop(db, oid)
 
     def isProcessing(self):
         """See ITaskServiceRead."""

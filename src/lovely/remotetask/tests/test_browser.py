@@ -1,0 +1,166 @@
+"""Unit tests of the ZMI views: the jobs table pages on the server (it
+never loads more than a page), schedule fields, traversal."""
+import datetime
+import doctest
+import unittest
+
+import zope.component
+import zope.component.testing
+from zope.interface import Interface
+from zope.interface import implementer
+from zope.location.interfaces import IRoot
+from zope.publisher.browser import TestRequest
+from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+from zope.traversing.browser.absoluteurl import AbsoluteURL
+from zope.traversing.browser.absoluteurl import SiteAbsoluteURL
+from zope.traversing.browser.interfaces import IAbsoluteURL
+
+from lovely.remotetask.browser.table import JobSequence
+from lovely.remotetask.browser.table import JobsBatchProvider
+from lovely.remotetask.browser.table import JobsTable
+
+
+class Job:
+
+    def __init__(self, service, jobid):
+        self.__parent__ = service
+        self.__name__ = str(jobid)
+        self.id = jobid
+        self.task = 'echo'
+        self.status = 'queued'
+        self.created = datetime.datetime(2024, 1, 1,
+                                         tzinfo=datetime.timezone.utc)
+        self.started = self.completed = None
+
+
+@implementer(IRoot)
+class Service:
+    """A service with a million jobs, which records what is loaded."""
+
+    __parent__ = None
+    __name__ = ''
+
+    def __init__(self, count=1000000):
+        self.count = count
+        self.calls = []
+
+    def countJobs(self, status=None, task=None):
+        return self.count
+
+    def listJobs(self, status=None, task=None, start=0, size=None,
+                 reverse=False):
+        assert size is not None, 'listJobs asked for every job'
+        self.calls.append((status, task, start, size, reverse))
+        stop = min(start + size, self.count)
+        ids = range(start + 1, stop + 1)
+        if reverse:
+            ids = range(self.count - start, self.count - stop, -1)
+        return [Job(self, jobid) for jobid in ids]
+
+
+class JobSequenceTests(unittest.TestCase):
+
+    def setUp(self):
+        self.service = Service(10)
+        self.jobs = JobSequence(self.service, 'queued', 'echo')
+
+    def ids(self, jobs):
+        return [job.id for job in jobs]
+
+    def test_len_counts(self):
+        self.assertEqual(len(self.jobs), 10)
+        self.assertEqual(self.service.calls, [])
+
+    def test_slice_loads_the_slice(self):
+        self.assertEqual(self.ids(self.jobs[2:5]), [3, 4, 5])
+        self.assertEqual(self.service.calls, [('queued', 'echo', 2, 3, False)])
+
+    def test_slices_are_clipped(self):
+        self.assertEqual(self.ids(self.jobs[8:50]), [9, 10])
+        self.assertEqual(self.jobs[5:5], [])
+        self.assertEqual(self.jobs[20:], [])
+
+    def test_index(self):
+        self.assertEqual(self.jobs[0].id, 1)
+        self.assertEqual(self.jobs[-1].id, 10)
+        self.assertRaises(IndexError, self.jobs.__getitem__, 10)
+        self.assertRaises(IndexError, self.jobs.__getitem__, -11)
+
+    def test_extended_slices_are_refused(self):
+        self.assertRaises(ValueError, self.jobs.__getitem__, slice(0, 4, 2))
+
+    def test_reverse(self):
+        jobs = JobSequence(self.service, reverse=True)
+        self.assertEqual(self.ids(jobs[0:3]), [10, 9, 8])
+
+
+class JobsTableTests(unittest.TestCase):
+
+    def setUp(self):
+        zope.component.testing.setUp()
+        zope.component.provideAdapter(
+            AbsoluteURL, (Interface, IDefaultBrowserLayer), IAbsoluteURL)
+        zope.component.provideAdapter(
+            SiteAbsoluteURL, (IRoot, IDefaultBrowserLayer), IAbsoluteURL)
+        zope.component.provideAdapter(
+            JobsBatchProvider, (Interface, IDefaultBrowserLayer, JobsTable),
+            name='jobs-batch')
+        self.service = Service()
+
+    def tearDown(self):
+        zope.component.testing.tearDown()
+
+    def render(self, **form):
+        table = JobsTable(self.service, TestRequest(form=form),
+                          status='queued')
+        table.update()
+        return table, table.render() + table.renderBatch()
+
+    def test_a_page_loads_its_jobs_only(self):
+        table, html = self.render(**{'jobs-batchStart': '500000',
+                                     'jobs-batchSize': '20'})
+        self.assertEqual(self.service.calls,
+                         [('queued', None, 500000, 20, False)])
+        self.assertEqual(len(table.rows), 20)
+        self.assertIn('value="500001"', html)
+        self.assertIn('jobs-batchStart=500020', html)  # Next
+        self.assertIn('jobs-batchStart=499980', html)  # Previous
+        self.assertIn('jobs-batchStart=999980', html)  # the last page
+
+    def test_descending(self):
+        table, html = self.render(**{'jobs-sortOrder': 'descending'})
+        self.assertEqual(self.service.calls,
+                         [('queued', None, 0, 50, True)])
+        self.assertIn('value="1000000"', html)
+
+    def test_bad_batch_parameters(self):
+        table, html = self.render(**{'jobs-batchStart': '-5',
+                                     'jobs-batchSize': '0'})
+        self.assertEqual(self.service.calls,
+                         [('queued', None, 0, 50, False)])
+        table, html = self.render(**{'jobs-batchStart': 'x',
+                                     'jobs-batchSize': 'y'})
+        self.assertEqual(self.service.calls[-1],
+                         ('queued', None, 0, 50, False))
+
+    def test_one_page_has_no_batch_links(self):
+        self.service.count = 3
+        table, html = self.render()
+        self.assertIsNone(table.batchProvider)
+        self.assertNotIn('batchStart', html)
+
+    def test_no_jobs(self):
+        self.service.count = 0
+        table, html = self.render()
+        self.assertEqual(table.rows, [])
+        self.assertIsNone(table.batch)
+        self.assertEqual(self.service.calls, [])
+
+
+def test_suite():
+    return unittest.TestSuite([
+        unittest.defaultTestLoader.loadTestsFromName(__name__),
+        doctest.DocTestSuite('lovely.remotetask.browser.schedule',
+                             optionflags=doctest.ELLIPSIS),
+        doctest.DocTestSuite('lovely.remotetask.browser.traversal'),
+    ])

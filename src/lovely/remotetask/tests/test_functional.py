@@ -1,0 +1,31 @@
+"""The functional doctests: the ZMI and the XML-RPC API, through the WSGI
+application of lovely.remotetask.testing."""
+import unittest
+
+import zope.component
+from zope.interface import Interface
+from zope.publisher.interfaces.browser import IBrowserView
+from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+
+from lovely.remotetask import testing
+from lovely.remotetask.interfaces import IJob
+from lovely.remotetask.interfaces import ITask
+
+
+def tearDown(test):
+    """Remove what the doctests register globally, even if they failed."""
+    registry = zope.component.getGlobalSiteManager()
+    registry.unregisterAdapter(required=(IJob, IDefaultBrowserLayer),
+                               provided=IBrowserView, name='echo_detail')
+    registry.unregisterAdapter(required=(IJob, IDefaultBrowserLayer),
+                               provided=Interface, name='detail')
+    registry.unregisterUtility(provided=ITask, name='fail')
+    testing.tearDown(test)
+
+
+def test_suite():
+    return unittest.TestSuite([
+        testing.FunctionalDocFileSuite(
+            'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
+            'xmlrpc.rst', package='lovely.remotetask', tearDown=tearDown),
+    ])
