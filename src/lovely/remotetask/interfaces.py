@@ -281,7 +281,44 @@ class ITaskServiceManage(Interface):
         """Stop this service's processor thread in this process."""
 
 
-class ITaskService(ITaskServiceRead, ITaskServiceManage):
+class ITaskServiceProcessing(Interface):
+    """The steps processors take, each in a transaction of its own.
+
+    Not published: no permission is declared for these, so neither the
+    web nor XML-RPC can reach them.
+    """
+
+    def claim(worker, now=None, partition=None):
+        """Take the next due job, mark it processing, lease it to ``worker``.
+
+        Returns the job, or None if no job is due.  ``partition`` tells
+        concurrent claimers to start at different ready queues.
+        """
+
+    def runJob(job, now=None):
+        """Run a claimed job's task and mark it completed (or, for a cron
+        job, schedule its next run).  Raises what the task raises."""
+
+    def fail(job, error, traceback=None, now=None, retry=True):
+        """Record a failed run (message and traceback text) and repeat the
+        job if it has attempts left; returns 'retry', 'rescheduled' or
+        'error'."""
+
+    def recover(now=None):
+        """Take back the jobs whose lease expired; return their ids."""
+
+    def renewLeases(jobids, worker, now=None):
+        """Extend ``worker``'s leases; return the ids it no longer holds."""
+
+    def compact():
+        """Put small index sets spread over several buckets into one."""
+
+    def nextScheduled():
+        """When the next scheduled job is due, or None."""
+
+
+class ITaskService(ITaskServiceRead, ITaskServiceManage,
+                   ITaskServiceProcessing):
     """A persistent job queue with its job table."""
 
     processorFactory = Attribute(

@@ -37,6 +37,7 @@ import uuid
 import transaction
 from transaction.interfaces import TransientError
 from zope.component.hooks import setSite
+from zope.interface import implementer
 
 from lovely.remotetask import interfaces
 
@@ -53,6 +54,7 @@ class _Stopped(Exception):
     """The processor was asked to stop."""
 
 
+@implementer(interfaces.IProcessor)
 class BaseProcessor:
     """The claim / run / fail steps and the loop shared by processors."""
 
