@@ -11,6 +11,7 @@ The lease of a running job is a separate persistent object so that the
 worker can renew it while the run transaction holds the job.
 """
 import datetime
+import math
 
 import persistent
 from zope.interface import implementer
@@ -21,6 +22,14 @@ from lovely.remotetask import interfaces
 
 
 UTC = datetime.timezone.utc
+#: The longest delay (of a delayed job, or a retry's backoff): a year.
+MAX_DELAY = 366 * 24 * 3600
+
+
+def _isSeconds(value, maximum):
+    """Is ``value`` a finite number of seconds in [0, maximum]?"""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value <= maximum)
 
 
 @implementer(interfaces.IJob, IContained)
@@ -86,11 +95,10 @@ class CronJob(Job):
     def update(self, minute=(), hour=(), dayOfMonth=(), month=(),
                dayOfWeek=(), delay=None):
         """See ICronJob."""
-        if delay is not None:
-            if isinstance(delay, bool) or not isinstance(delay, (int, float)) \
-                    or delay < 0:
-                raise interfaces.InvalidSchedule(
-                    f'delay: expected seconds >= 0, got {delay!r}')
+        if delay is not None and not _isSeconds(delay, MAX_DELAY):
+            raise interfaces.InvalidSchedule(
+                f'delay: expected seconds from 0 to {MAX_DELAY}, '
+                f'got {delay!r}')
         fields = cron.normalizeSchedule(minute, hour, dayOfMonth, month,
                                         dayOfWeek)
         for name, value in fields.items():

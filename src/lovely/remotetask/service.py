@@ -50,7 +50,10 @@ BTrees.Length)
     are never rewritten.  ``Length`` merges any concurrent changes.
 
 ``_byTask`` (OOBTree: task name -> IITreeSet of ids, with the sentinel -1)
-    The task filter of the UI; written by adds and cleans only.
+and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
+    The task filter of the UI; written by adds and cleans only.  Filtering
+    by task and status together walks the status's keys and tests each id
+    for membership in the task's set: no job is loaded.
 """
 import datetime
 import itertools
@@ -88,6 +91,8 @@ from lovely.remotetask.interfaces import STATUSES
 from lovely.remotetask.job import CronJob
 from lovely.remotetask.job import Job
 from lovely.remotetask.job import Lease
+from lovely.remotetask.job import MAX_DELAY
+from lovely.remotetask.job import _isSeconds
 from lovely.remotetask.readyqueue import ReadyQueue
 
 
@@ -201,6 +206,7 @@ class TaskService(Contained, persistent.Persistent):
         self._index = {status: _newTimeSet() for status in STATUSES}
         self._counts = {status: Length() for status in STATUSES}
         self._byTask = OOBTree()
+        self._taskCounts = OOBTree()
 
     # -- the job table -------------------------------------------------------
 
@@ -254,7 +260,9 @@ class TaskService(Contained, persistent.Persistent):
         byTask = self._byTask.get(job.task)
         if byTask is None:
             byTask = self._byTask[job.task] = _newIdSet()
+            self._taskCounts[job.task] = Length()
         byTask.add(job.id)
+        self._taskCounts[job.task].change(1)
 
     # -- tasks ---------------------------------------------------------------
 
@@ -285,11 +293,9 @@ class TaskService(Contained, persistent.Persistent):
                 or maxRetries < 0):
             raise ValueError(f'maxRetries must be an int >= 0, '
                              f'not {maxRetries!r}')
-        if retryDelay is not None and (
-                isinstance(retryDelay, bool)
-                or not isinstance(retryDelay, (int, float)) or retryDelay < 0):
-            raise ValueError(f'retryDelay must be seconds >= 0, '
-                             f'not {retryDelay!r}')
+        if retryDelay is not None and not _isSeconds(retryDelay, MAX_DELAY):
+            raise ValueError(f'retryDelay must be seconds from 0 to '
+                             f'{MAX_DELAY}, not {retryDelay!r}')
         job = Job(self._newId(), task, input,
                   status=STARTLATER if startLater else QUEUED,
                   maxRetries=maxRetries, retryDelay=retryDelay)
@@ -395,9 +401,12 @@ class TaskService(Contained, persistent.Persistent):
                 del self.jobs[_jobid(key)]
             self._counts[name].change(-len(keys))
             removed.update(_jobid(key) for key in keys)
-        for byTask in self._byTask.values():
-            for jobid in intersection(byTask, removed):
+        for task, byTask in self._byTask.items():
+            gone = intersection(byTask, removed)
+            for jobid in gone:
                 byTask.remove(jobid)
+            if gone:
+                self._taskCounts[task].change(-len(gone))
         self._retired.update(removed)
         return len(removed)
 
@@ -441,6 +450,10 @@ class TaskService(Contained, persistent.Persistent):
         if task is None:
             self._filtered(status, None)
             return self._counts[status]()
+        if status is None:
+            count = self._taskCounts.get(task)
+            return 0 if count is None else count()
+        # Both: one membership test per job in the status, no job loaded.
         return sum(1 for jobid in self._filtered(status, task))
 
     def listJobs(self, status=None, task=None, start=0, size=None,
@@ -651,7 +664,7 @@ class TaskService(Contained, persistent.Persistent):
                           traceback.rstrip())
             base = self.retryDelay if job.retryDelay is None \
                 else job.retryDelay
-            delay = base * 2 ** (job.attempts - 1)
+            delay = min(base * 2 ** (job.attempts - 1), MAX_DELAY)
             self._setStatus(job, QUEUED)
             if delay:
                 self._scheduleAt(job, now + datetime.timedelta(seconds=delay))
