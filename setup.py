@@ -72,8 +72,10 @@ setup(
     ],
     extras_require={
         'test': TESTS_REQUIRE,
-        # psycopg2 is what RelStorage's postgresql extra picks on CPython.
-        'relstorage': ['RelStorage[postgresql]'],
+        # psycopg2-binary: the psycopg2 module RelStorage uses, as a wheel
+        # (plain psycopg2 compiles against libpq, which a clean machine
+        # may not have).
+        'relstorage': ['RelStorage', 'psycopg2-binary'],
     },
     entry_points={
         'console_scripts': [
