@@ -244,7 +244,10 @@ class BaseProcessor:
             with self._runningLock:
                 self._keeperWake.clear()
                 jobids = list(self._running)
-                if self._stopping.is_set() or not jobids:
+                # A stopping processor still holds the jobs it waits for:
+                # keep their leases until they end (or the database closes,
+                # the process giving them up to their leases).
+                if not jobids or _closed(self.db):
                     self._keeper = None
                     return
             try:
@@ -304,7 +307,8 @@ class BaseProcessor:
         self._wakeup.set()
         self._keeperWake.set()
         keeper = self._keeper
-        if keeper is not None and keeper is not threading.current_thread():
+        if keeper is not None and keeper is not threading.current_thread() \
+                and not self._running:
             keeper.join(5.0)
 
 

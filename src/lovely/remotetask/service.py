@@ -131,8 +131,19 @@ def _jobid(key):
     return key & (MAXID - 1)
 
 
+class TimeSet(LLTreeSet):
+    """A time set (see the module doc) with buckets of up to 500 keys.
+
+    Bigger buckets than BTrees' default (120) split less often (a split
+    conflicts with every concurrent change to the bucket) and keep a set
+    of up to 500 jobs in one bucket, where every add and claim merges.
+    """
+    max_leaf_size = 500
+    max_internal_size = 500
+
+
 def _newTimeSet():
-    keys = LLTreeSet()
+    keys = TimeSet()
     keys.update((_LOW, _HIGH))
     return keys
 
@@ -503,7 +514,7 @@ class TaskService(Contained, persistent.Persistent):
         return None
 
     #: ``compact`` rebuilds sets with at most this many keys.
-    compactSize = 60
+    compactSize = 250
 
     def compact(self):
         """Put small time sets that span several buckets into one bucket.
@@ -634,6 +645,17 @@ class TaskService(Contained, persistent.Persistent):
         else:
             self._setStatus(job, COMPLETED)
 
+    def _log(self, level, message, *args):
+        """Log when the current transaction commits (not if it aborts).
+
+        A failure recorded in a transaction that then conflicts is recorded
+        (and logged) again by the retry; logging at once would say it twice.
+        """
+        manager = transaction.manager if self._p_jar is None \
+            else self._p_jar.transaction_manager
+        manager.get().addAfterCommitHook(
+            lambda committed: committed and log.log(level, message, *args))
+
     def fail(self, job, error, traceback=None, now=None, retry=True):
         """Record a failed run; retry the job if it has attempts left.
 
@@ -645,21 +667,21 @@ class TaskService(Contained, persistent.Persistent):
         job.error = message
         job.traceback = traceback
         job.lease = None
-        if isinstance(error, interfaces.UnknownTask):
-            retry = False
         retries = self.maxRetries if job.maxRetries is None \
             else job.maxRetries
         attempt = f'attempt {job.attempts} of {retries + 1}'
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
-            log.error('Cron job %s (%r) failed: %s; next run at %s',
+            self._log(logging.ERROR,
+                      'Cron job %s (%r) failed: %s; next run at %s',
                       job.id, job.task, message, job.due)
             return 'rescheduled'
         if retry and job.attempts <= retries:
             # The traceback of a repeated attempt is logged now: the job
             # keeps only the last one.
             if traceback:
-                log.error('Caught a generic exception, preventing thread '
+                self._log(logging.ERROR,
+                          'Caught a generic exception, preventing thread '
                           'from crashing\n%s\n%s', message.split(': ', 1)[-1],
                           traceback.rstrip())
             base = self.retryDelay if job.retryDelay is None \
@@ -670,15 +692,16 @@ class TaskService(Contained, persistent.Persistent):
                 self._scheduleAt(job, now + datetime.timedelta(seconds=delay))
             else:
                 self._enqueue(job, now)
-            log.error('Job %s (%r): %s failed, repeating it%s: %s',
+            self._log(logging.ERROR,
+                      'Job %s (%r): %s failed, repeating it%s: %s',
                       job.id, job.task, attempt,
                       f' in {delay:g} s' if delay else '', message)
             return 'retry'
         self._setStatus(job, ERROR)
         job.completed = now
         # The job keeps the message and the traceback; the log says where.
-        log.warning('Job %s (%r) failed (%s): %s', job.id, job.task,
-                    attempt if retry else 'not repeated', message)
+        self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
+                  job.task, attempt if retry else 'not repeated', message)
         return 'error'
 
     def recover(self, now=None):
@@ -698,8 +721,9 @@ class TaskService(Contained, persistent.Persistent):
             worker = lease.worker if lease is not None else job.worker
             if lease is not None:
                 lease.revoked = True  # a late renewal now conflicts
-            log.warning('Job %s (%r): worker %s lost, lease expired', jobid,
-                        job.task, worker)
+            self._log(logging.WARNING,
+                      'Job %s (%r): worker %s lost, lease expired', jobid,
+                      job.task, worker)
             self.fail(job, f'WorkerLost: worker {worker} lost (its lease '
                            f'expired at {job.leaseExpires or now})', None,
                       now)

@@ -39,6 +39,7 @@ from lovely.remotetask.service import MAXID
 from lovely.remotetask.service import _spread
 from lovely.remotetask.service import _timeIds
 from lovely.remotetask.service import TaskService
+from lovely.remotetask.service import TimeSet
 
 
 UTC = datetime.timezone.utc
@@ -376,8 +377,11 @@ class AddAndClaimTests(ServiceTestCase):
     # processor does) and nothing is lost or duplicated.  Once an idle
     # processor has compacted the index, they merge again.
 
+    # More than two buckets' worth of jobs.
+    BURST = 2 * TimeSet.max_leaf_size + 100
+
     def burstThenAddAndClaim(self, addFirst, compact=False):
-        ids = self.addJobs(300, 1000)
+        ids = self.addJobs(self.BURST, 1000)
 
         def drain(service):
             for jobid in ids[:-1]:
@@ -413,7 +417,7 @@ class AddAndClaimTests(ServiceTestCase):
         self.assertEqual(service.getStatus(ids[-1]), PROCESSING)
         self.assertEqual(service.jobs[ids[-1]].worker, 'worker-b')
         self.assertEqual(service.getStatus(new), QUEUED)
-        self.assertEqual(service.countJobs(), 301)
+        self.assertEqual(service.countJobs(), self.BURST + 1)
         self.assertConsistent(service)
         return conflicts
 
@@ -435,7 +439,7 @@ class AddAndClaimTests(ServiceTestCase):
             self.burstThenAddAndClaim(addFirst=False, compact=True), 0)
 
     def test_an_idle_processor_compacts(self):
-        ids = self.addJobs(300, 1000)
+        ids = self.addJobs(self.BURST, 1000)
         proc = self.processor()
         for jobid in ids:
             self.assertTrue(proc.step(self.now))
