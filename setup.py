@@ -81,5 +81,8 @@ setup(
         'console_scripts': [
             'remotetask = lovely.remotetask.app.main:main',
         ],
+        'paste.app_factory': [
+            'main = lovely.remotetask.app.wsgi:app_factory',
+        ],
     },
 )

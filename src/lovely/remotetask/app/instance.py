@@ -8,6 +8,7 @@ administrator credentials live beside them.
 """
 import logging
 import os
+import stat
 import string
 
 
@@ -69,6 +70,27 @@ def make(var=DEFAULT_VAR):
         logger.info('Wrote %s', path)
         written.append(path)
     return written
+
+
+def check_private(var=DEFAULT_VAR):
+    """Warn if others may enter the instance directory ``var``.
+
+    ``make`` creates it private (0700); one created before, or changed
+    since, may expose the database to the other users of the machine.
+    Nothing is changed: the permissions of a directory are its owner's
+    choice.  True if ``var`` is private.
+    """
+    try:
+        mode = os.stat(var).st_mode
+    except OSError:
+        return True
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            '%s can be read by others (mode %o); it holds the database '
+            '(and the generated administrator credentials): chmod 700 %s',
+            var, stat.S_IMODE(mode), var)
+        return False
+    return True
 
 
 def resolve(config=None, create=True):

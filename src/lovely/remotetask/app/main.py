@@ -34,6 +34,7 @@ DEFAULT_PORT = 8080
 DEFAULT_SERVICES = '*@*'
 #: Seconds a stopping process waits for its running jobs.
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_POLL_INTERVAL = 0.5
 
 
 def positive(text):
@@ -96,6 +97,17 @@ def make_parser():
                         metavar='N',
                         help='jobs run at the same time (default: '
                              '%(default)s)')
+    worker.add_argument(
+        '--poll-interval', metavar='SECONDS', type=float,
+        default=DEFAULT_POLL_INTERVAL,
+        help='how often an idle worker looks for new jobs: commits of '
+             'other processes cannot wake it (default: %(default)s)')
+    worker.add_argument(
+        '--shutdown-timeout', metavar='SECONDS', type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        help='how long to wait for running jobs when stopping; a job '
+             'still running then is taken up by another worker when its '
+             'lease expires (default: %(default)s)')
     worker.set_defaults(func=worker_command)
     return parser
 
@@ -186,10 +198,15 @@ def _interrupt():
 def serve_command(args):
     import waitress.server
 
+    from lovely.remotetask.app import retry
+    retry.install()
+
     configfile = config_path(args.config, create=True)
     application = wsgi.make_app(configfile)
     db = wsgi.database()
     logger.info('Opened the database %s', describe_storage(db))
+    if args.config is None:
+        instance.check_private(instance.DEFAULT_VAR)
     if args.host not in LOOPBACK:
         logger.warning(
             'Listening on %s: other machines can connect.  Passwords '
@@ -210,7 +227,8 @@ def serve_command(args):
             server.run()
         except KeyboardInterrupt:
             pass
-        except OSError as e:
+        except (OSError, ValueError) as e:
+            # ValueError: waitress cannot read the address (256.1.1.1).
             logger.error('Cannot listen on %s:%s: %s',
                          args.host, args.port, e)
             status = 1
@@ -238,13 +256,21 @@ def worker_command(args):
     db = open_database(configfile, autostart=False)
     logger.info('Worker connected to %s (configuration %s)',
                 describe_storage(db), configfile)
+    if args.config is None:
+        instance.check_private(instance.DEFAULT_VAR)
     logger.info('Processing services %s with %d thread(s)',
                 args.services, args.threads)
     stop = threading.Event()
-    with Signals(stop.set) as signals:
+
+    def stopSoon():
+        # Not stop.set() itself: a signal handler runs in the main thread,
+        # which may hold the event's lock at that moment (in stop.wait).
+        threading.Thread(target=stop.set, daemon=True).start()
+    with Signals(stopSoon) as signals:
         try:
             runWorker(db, services=args.services, threads=args.threads,
-                      stop=stop)
+                      stop=stop, waitTime=args.poll_interval,
+                      timeout=args.shutdown_timeout)
         finally:
             signals.stopping()
             stop.set()

@@ -3,13 +3,19 @@
 Both take the task and the five schedule fields as crontab-like text
 (see schedule.py: ``*`` selects every value) and an optional delay in
 seconds (a job with a delay runs once, that long after it is scheduled).
-They act on POST requests only.
+They act on POST requests only, and refuse a POST from a page of another
+site (403, see util.py).  A field sent twice or converted
+(``minute=1&minute=2``, ``minute:int=1``) is an error of that field.
 
 Editing keeps the job's input.  A changed schedule is applied to the job
 in place (``ICronJob.update`` and ``ITaskService.reschedule``).  A
 changed task makes a new cron job with the same input and schedule, and
-the old one is cancelled: a job's task never changes under it.
+the old one is cancelled: a job's task never changes under it.  The task
+can be changed only while the job waits for its next run (``cronjob`` or
+``delayed``): a new job would bring a cancelled or finished one back to
+life.
 """
+import transaction
 from zope.browserpage import ViewPageTemplateFile
 from zope.i18nmessageid import MessageFactory
 from zope.publisher.browser import BrowserPage
@@ -19,7 +25,12 @@ from zope.traversing.browser import absoluteURL
 from lovely.remotetask.browser.schedule import FIELDS
 from lovely.remotetask.browser.schedule import formatField
 from lovely.remotetask.browser.schedule import parseField
-from lovely.remotetask.browser.table import formatDate
+from lovely.remotetask.browser.util import crossOrigin
+from lovely.remotetask.browser.util import forbidden
+from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import formText
+from lovely.remotetask.interfaces import CRONJOB
+from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import PROCESSING
 
@@ -54,6 +65,10 @@ class CronJobForm(BrowserPage):
 
     def __call__(self):
         self.errors = {}
+        if self.request.method == 'POST':
+            refused = crossOrigin(self.request)
+            if refused:
+                return forbidden(self.request, refused)
         if self.request.method == 'POST' and self.buttonName in \
                 self.request.form:
             schedule = self.parse()
@@ -65,6 +80,7 @@ class CronJobForm(BrowserPage):
         return self.template()
 
     def service(self):
+        """The task service of the form."""
         raise NotImplementedError
 
     def defaults(self):
@@ -77,15 +93,17 @@ class CronJobForm(BrowserPage):
         raise NotImplementedError
 
     def taskNames(self):
+        """The names of the tasks jobs can be added for, sorted."""
         return sorted(self.service().getAvailableTasks())
 
     def value(self, name):
         """The text of a field: as submitted, else the default."""
         if name in self.request.form:
-            return self.request.form[name]
+            return formText(self.request.form, name) or ''
         return self.defaults()[name]
 
     def fields(self):
+        """The schedule fields: name, label, hint, value and error."""
         return [{'name': name, 'label': LABELS[name], 'hint': HINTS[name],
                  'value': self.value(name), 'error': self.errors.get(name)}
                 for name in FIELDS]
@@ -95,23 +113,39 @@ class CronJobForm(BrowserPage):
         fields that are wrong."""
         form = self.request.form
         result = {}
-        task = form.get('task', '')
+        task = formText(form, 'task')
         if task not in self.taskNames():
             self.errors['task'] = _('Choose one of the available tasks.')
         result['task'] = task
         for name in FIELDS:
+            text = formText(form, name)
+            if text is None:
+                self.errors[name] = _('${field}: expected one text value',
+                                      mapping={'field': name})
+                continue
             try:
-                result[name] = parseField(form.get(name, ''), name)
+                result[name] = parseField(text, name)
             except InvalidSchedule as error:
                 self.errors[name] = str(error)
-        delay = form.get('delay', '').strip()
+        delay = formText(form, 'delay')
         try:
+            if delay is None:
+                raise ValueError('not text')
+            delay = delay.strip()
+            # The service checks the range (InvalidSchedule).
             result['delay'] = float(delay) if delay else None
             if delay and not 0 <= result['delay'] < float('inf'):
                 raise ValueError(delay)
         except ValueError:
             self.errors['delay'] = _('The delay is a number of seconds.')
         return result
+
+    def scheduleError(self, error):
+        """Show an ``InvalidSchedule`` of the service: at the delay field
+        if it is about the delay, else above the form."""
+        message = str(error)
+        field = 'delay' if message.startswith('delay:') else 'schedule'
+        self.errors[field] = message
 
 
 class AddCronJobForm(CronJobForm):
@@ -133,7 +167,7 @@ class AddCronJobForm(CronJobForm):
         try:
             jobid = self.context.addCronJob(task, delay=delay, **schedule)
         except InvalidSchedule as error:
-            self.errors['schedule'] = str(error)
+            self.scheduleError(error)
             return None
         return absoluteURL(self.context[jobid], self.request)
 
@@ -162,7 +196,7 @@ class EditCronJobForm(CronJobForm):
         try:
             job.update(delay=delay, **schedule)
         except InvalidSchedule as error:
-            self.errors['schedule'] = str(error)
+            self.scheduleError(error)
             return None
         if self.service().reschedule(job.id):
             self.message = _('Saved: the next run is ${date}.',
@@ -181,6 +215,11 @@ class EditCronJobForm(CronJobForm):
             self.errors['task'] = _('The job is running now; change its '
                                     'task when the run has ended.')
             return None
+        if job.status not in (CRONJOB, DELAYED):
+            self.errors['task'] = _('The job is ${status}: its task cannot '
+                                    'be changed any more.',
+                                    mapping={'status': job.status})
+            return None
         service = self.service()
         # The new job gets the very input (not the security proxy that
         # guards it here, which cannot be stored).
@@ -188,7 +227,13 @@ class EditCronJobForm(CronJobForm):
         try:
             jobid = service.addCronJob(task, input, delay=delay, **schedule)
         except InvalidSchedule as error:
-            self.errors['schedule'] = str(error)
+            self.scheduleError(error)
             return None
-        service.cancel(job.id)
+        if not service.cancel(job.id):
+            # Taken by a processor meanwhile: keep the job, add nothing.
+            transaction.doom()
+            self.errors['task'] = _('The job could not be cancelled (it '
+                                    'runs or finished meanwhile); nothing '
+                                    'was changed.')
+            return None
         return absoluteURL(service[jobid], self.request)

@@ -9,21 +9,37 @@ from zope.publisher.browser import BrowserPage
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
-from lovely.remotetask.browser.table import formatDate
-from lovely.remotetask.browser.table import statusClass
+from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.interfaces import ICronJob
 
 
 _ = MessageFactory('lovely.remotetask')
 
 
+#: What the page shows for data nested too deeply to print.
+TOO_DEEP = '[nested too deeply to show]'
+
+
 def formatData(value):
-    """Job input or output as text: pretty-printed Python data."""
+    """Job input or output as text: pretty-printed Python data.
+
+    >>> print(formatData({'a': [1, 2]}))
+    {'a': [1, 2]}
+    >>> deep = []
+    >>> for i in range(100000):
+    ...     deep = [deep]
+    >>> formatData(deep)
+    '[nested too deeply to show]'
+    """
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    return pprint.pformat(value, width=78)
+    try:
+        return pprint.pformat(value, width=78)
+    except RecursionError:
+        return TOO_DEEP
 
 
 class JobView(BrowserPage):
@@ -39,18 +55,23 @@ class JobView(BrowserPage):
         return self.template()
 
     def statusClass(self):
+        """The CSS class of the job's status."""
         return statusClass(self.context.status)
 
     def serviceURL(self):
+        """The URL of the job's service (its Jobs tab)."""
         return absoluteURL(self.context.__parent__, self.request)
 
     def input(self):
+        """The job's input as text, or None."""
         return formatData(self.context.input)
 
     def output(self):
+        """The job's output as text, or None."""
         return formatData(self.context.output)
 
     def dates(self):
+        """The job's dates as ``{'label', 'value'}``, the value as text."""
         job = self.context
         dates = [(_('Created'), job.created), (_('Started'), job.started),
                  (_('Completed'), job.completed)]
@@ -70,6 +91,7 @@ class JobView(BrowserPage):
         return f'{job.attempts} / {job.maxRetries + 1}'
 
     def schedule(self):
+        """A cron job's schedule in one line; None for other jobs."""
         if ICronJob.providedBy(self.context):
             return formatSchedule(self.context)
         return None

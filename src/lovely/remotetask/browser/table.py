@@ -16,8 +16,11 @@ The markup of a row is the original package's::
         42
       </td>
       ...
+
+The request chooses the page: ``jobs-batchSize`` (1 to 500 jobs; 50 when
+it is missing, not a number or below 1) and ``jobs-batchStart``.  Values
+that are not a number (a list, a record) are ignored.
 """
-import datetime
 import html
 from urllib.parse import urlencode
 
@@ -30,24 +33,28 @@ from z3c.table import table
 from zope.i18nmessageid import MessageFactory
 from zope.traversing.browser import absoluteURL
 
+from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import statusClass
+
 
 _ = MessageFactory('lovely.remotetask')
 
-UTC = datetime.timezone.utc
-NOT_SET = '[not set]'
+#: The most jobs a page of the table shows.
+MAX_BATCH_SIZE = 500
 
 
-def formatDate(value):
-    """An aware datetime as UTC text, or ``[not set]``."""
-    if value is None:
-        return NOT_SET
-    return value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')
-
-
-def statusClass(status):
-    """The CSS class of a status: ``status-queued``, ``status-start-later``.
-    """
-    return 'status-' + status.replace(' ', '-')
+def _integer(value):
+    """A request value as an int; None if it is not a decimal number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        value = value.strip()
+        if len(value) < 20:
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    return None
 
 
 class JobSequence:
@@ -90,7 +97,8 @@ class JobsTable(table.Table):
 
     The request chooses the page (``jobs-batchStart``, ``jobs-batchSize``)
     and the order (``jobs-sortOrder=descending``); the view chooses the
-    filter (``status``, ``task``).
+    filter (``status``, ``task``) and whether jobs can be selected (the
+    checkboxes of the Cancel button).
     """
 
     prefix = 'jobs'
@@ -100,14 +108,30 @@ class JobsTable(table.Table):
     batchProviderName = 'jobs-batch'
     __name__ = '@@jobs.html'
 
-    #: query parameters that every link of the table keeps
-    filterNames = ('status', 'task')
-
-    def __init__(self, context, request, status=None, task=None):
+    def __init__(self, context, request, status=None, task=None,
+                 selectable=True):
         super().__init__(context, request)
         self.status = status
         self.task = task
+        self.selectable = selectable
         self.batch = None
+
+    def getBatchSize(self):
+        """The page size the request asks for, from 1 to 500."""
+        size = _integer(self.request.get(self.prefix + '-batchSize'))
+        if size is None or size < 1:
+            return type(self).batchSize
+        return min(size, MAX_BATCH_SIZE)
+
+    def getBatchStart(self):
+        """The index of the first job of the page; 0 when not a number."""
+        start = _integer(self.request.get(self.prefix + '-batchStart'))
+        return max(start or 0, 0)
+
+    def getSortOrder(self):
+        """``descending`` if the request asks for it, else ascending."""
+        order = self.request.get(self.prefix + '-sortOrder')
+        return order if isinstance(order, str) else self.sortOrder
 
     @property
     def reverse(self):
@@ -129,8 +153,8 @@ class JobsTable(table.Table):
         return f'{url}?{query}' if query else url
 
     def setUpColumns(self):
-        return [
-            column.addColumn(self, SelectColumn, 'select', weight=0),
+        select = [column.addColumn(self, SelectColumn, 'select', weight=0)]
+        return (select if self.selectable else []) + [
             column.addColumn(self, IdColumn, 'id', weight=10),
             column.addColumn(self, TaskColumn, 'task', weight=20),
             column.addColumn(self, StatusColumn, 'status', weight=30),
@@ -146,7 +170,7 @@ class JobsTable(table.Table):
                            self.reverse)
         if not len(jobs):
             return []
-        start = max(self.batchStart, 0)
+        start = self.batchStart
         if start >= len(jobs):
             # Past the end (jobs were removed meanwhile): the last page.
             start = (len(jobs) - 1) // self.batchSize * self.batchSize

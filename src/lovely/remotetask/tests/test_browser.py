@@ -143,6 +143,32 @@ class JobsTableTests(unittest.TestCase):
         self.assertEqual(self.service.calls[-1],
                          ('queued', None, 0, 50, False))
 
+    def test_batch_size_is_clamped(self):
+        for size, expected in (('500', 500), ('501', 500), ('10**9', 50),
+                               ('1000000000', 500), ('1', 1), ('0', 50),
+                               (['1'], 50), (None, 50), (7, 7), (True, 50)):
+            table = JobsTable(self.service, TestRequest(
+                form={'jobs-batchSize': size}))
+            self.assertEqual(table.getBatchSize(), expected, size)
+
+    def test_batch_start_is_a_number(self):
+        for start, expected in (('10', 10), ('-3', 0), (['1'], 0),
+                                ('1' * 40, 0), ('x', 0)):
+            table = JobsTable(self.service, TestRequest(
+                form={'jobs-batchStart': start}))
+            self.assertEqual(table.getBatchStart(), expected, start)
+
+    def test_sort_order_is_text(self):
+        table = JobsTable(self.service, TestRequest(
+            form={'jobs-sortOrder': ['descending']}))
+        self.assertFalse(table.reverse)
+
+    def test_no_checkboxes_unless_selectable(self):
+        table = JobsTable(self.service, TestRequest(), selectable=False)
+        table.update()
+        self.assertNotIn('checkbox', table.render())
+        self.assertNotIn('select', [c.__name__ for c in table.columns])
+
     def test_one_page_has_no_batch_links(self):
         self.service.count = 3
         table, html = self.render()
@@ -163,4 +189,6 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.schedule',
                              optionflags=doctest.ELLIPSIS),
         doctest.DocTestSuite('lovely.remotetask.browser.traversal'),
+        doctest.DocTestSuite('lovely.remotetask.browser.util'),
+        doctest.DocTestSuite('lovely.remotetask.browser.job'),
     ])

@@ -16,6 +16,7 @@ from ZODB.POSException import ConflictError
 from zope.processlifetime import IDatabaseOpened
 
 from lovely.remotetask.app import database
+from lovely.remotetask.app import instance
 from lovely.remotetask.app import main
 
 
@@ -44,9 +45,14 @@ class ParserTests(unittest.TestCase):
 
     def test_worker_options(self):
         args = self.parse('worker', '--services', 'site1@tasks, @root',
-                          '--threads', '4')
-        self.assertEqual((args.services, args.threads),
-                         ('site1@tasks, @root', 4))
+                          '--threads', '4', '--poll-interval', '0.1',
+                          '--shutdown-timeout', '5')
+        self.assertEqual((args.services, args.threads, args.poll_interval,
+                          args.shutdown_timeout),
+                         ('site1@tasks, @root', 4, 0.1, 5.0))
+        args = self.parse('worker')
+        self.assertEqual((args.poll_interval, args.shutdown_timeout),
+                         (0.5, 30.0))
 
     def test_threads_are_positive(self):
         for command in ['serve', 'worker']:
@@ -107,6 +113,113 @@ class ErrorTests(unittest.TestCase):
         self.assertIn('REMOTETASK_ADMIN: expected login:password', message)
         self.assertNotIn('nocolon', message)
         self.assertFalse(os.path.exists('var/Data.fs'))
+
+
+class ServeCommandTests(unittest.TestCase):
+    """serve_command with the database and the application replaced."""
+
+    def serve(self, *argv):
+        args = main.make_parser().parse_args(['serve', *argv])
+        db = object()
+        with mock.patch.object(main, 'config_path',
+                               return_value='x.conf'), \
+                mock.patch.object(main.wsgi, 'make_app'), \
+                mock.patch.object(main.wsgi, 'database', return_value=db), \
+                mock.patch.object(main, 'describe_storage',
+                                  return_value='MappingStorage'), \
+                mock.patch.object(main, 'stop_processors'), \
+                mock.patch.object(main, 'close_databases') as close, \
+                mock.patch.object(main.instance, 'check_private') as check, \
+                self.assertLogs('lovely.remotetask.app') as logs:
+            status = main.serve_command(args)
+        close.assert_called_once_with(db)
+        return status, logs.output, check
+
+    def test_an_invalid_host_is_an_error(self):
+        for host in ('256.1.1.1', 'not a host'):
+            status, output, check = self.serve('--host', host, '--port', '0',
+                                               '--config', 'x.conf')
+            self.assertEqual(status, 1)
+            self.assertIn(f'Cannot listen on {host}:0', '\n'.join(output))
+
+    def test_the_default_instance_is_checked(self):
+        status, output, check = self.serve('--host', '256.1.1.1')
+        check.assert_called_once_with('var')
+        status, output, check = self.serve('--host', '256.1.1.1',
+                                           '--config', 'x.conf')
+        check.assert_not_called()
+
+
+class PrivateTests(unittest.TestCase):
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.var = os.path.join(self._tmp.name, 'var')
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def test_private(self):
+        self.assertTrue(instance.check_private(self.var))  # missing
+        instance.make(self.var)
+        self.assertEqual(os.stat(self.var).st_mode & 0o777, 0o700)
+        with self.assertNoLogs('lovely.remotetask.app', 'WARNING'):
+            self.assertTrue(instance.check_private(self.var))
+
+    def test_shared_is_reported(self):
+        os.mkdir(self.var)
+        os.chmod(self.var, 0o755)
+        instance.make(self.var)
+        with self.assertLogs('lovely.remotetask.app', 'WARNING') as logs:
+            self.assertFalse(instance.check_private(self.var))
+        self.assertIn('can be read by others (mode 755)', logs.output[0])
+        self.assertIn(f'chmod 700 {self.var}', logs.output[0])
+        # Its owner's choice: nothing is changed.
+        self.assertEqual(os.stat(self.var).st_mode & 0o777, 0o755)
+
+
+class ErrorLogTests(unittest.TestCase):
+
+    def event(self, utility):
+        class Folder:
+            def getSiteManager(self):
+                return self
+
+            def queryUtility(self, interface):
+                return utility
+
+        class Connection:
+            closed = False
+
+            def root(self):
+                return {'Application': Folder()}
+
+            def close(self):
+                self.closed = True
+
+        self.connection = Connection()
+        return mock.Mock(database=mock.Mock(
+            open=lambda: self.connection))
+
+    def test_not_found_is_ignored(self):
+        from zope.error.error import ErrorReportingUtility
+        from lovely.remotetask.app import errorlog
+        utility = ErrorReportingUtility()
+        errorlog.ignoreNotFound(self.event(utility))
+        self.assertEqual(utility.getProperties()['ignored_exceptions'],
+                         ('Unauthorized', 'NotFound'))
+        self.assertTrue(self.connection.closed)
+
+    def test_a_configured_log_stays(self):
+        from zope.error.error import ErrorReportingUtility
+        from lovely.remotetask.app import errorlog
+        utility = ErrorReportingUtility()
+        utility.setProperties(10, False, ('Unauthorized', 'KeyError'))
+        errorlog.ignoreNotFound(self.event(utility))
+        self.assertEqual(utility.getProperties(), {
+            'keep_entries': 10, 'copy_to_zlog': False,
+            'ignored_exceptions': ('Unauthorized', 'KeyError')})
+        errorlog.ignoreNotFound(self.event(None))
 
 
 class DatabaseTests(unittest.TestCase):

@@ -216,11 +216,80 @@ class ServeTests(unittest.TestCase):
         self.assertEqual(status, 401)
 
     def test_malformed_credentials_get_400(self):
-        for header in ['Basic admin:pw', 'Basic Zm9v', 'Basic ****']:
+        not_utf8 = 'Basic ' + base64.b64encode(b'\xff:pw').decode()
+        for header in ['Basic admin:pw', 'Basic Zm9v', 'Basic ****',
+                       not_utf8]:
             status, body, headers = request(
                 self.url + '/manage', headers={'Authorization': header})
             self.assertEqual(status, 400, header)
         self.assertNotIn('binascii', ServerLayer.server.output())
+
+    def test_security_headers(self):
+        status, body, headers = request(self.url + '/manage', self.admin)
+        self.assertEqual(status, 200)
+        self.assertEqual(headers['X-Frame-Options'], 'DENY')
+        self.assertEqual(headers['Content-Security-Policy'],
+                         "frame-ancestors 'none'")
+        self.assertEqual(headers['Cache-Control'], 'no-store')
+        status, body, headers = request(self.url + '/manage')
+        self.assertEqual(status, 401)
+        self.assertEqual(headers['X-Frame-Options'], 'DENY')
+
+    def test_requests_of_other_sites_are_refused(self):
+        # The ZMI's folder contents delete on GET: nothing may come
+        # through from another site, with the administrator's password
+        # that the browser sends along.
+        delete = '/@@contents.html?ids:list=x&container_delete_button=1'
+        for path, data, headers in (
+                ('/@@contents.html', b'container_delete_button=1',
+                 {'Origin': 'http://evil.example'}),
+                ('/@@contents.html', b'container_delete_button=1',
+                 {'Sec-Fetch-Site': 'cross-site'}),
+                (delete, None, {'Sec-Fetch-Site': 'cross-site',
+                                'Sec-Fetch-Mode': 'navigate'}),
+                (delete, None, {'Referer': 'http://evil.example/'})):
+            status, body, answer = request(self.url + path, self.admin,
+                                           data=data, headers=headers)
+            self.assertEqual(status, 403, (path, headers))
+        self.assertIn('Refused a cross-origin',
+                      ServerLayer.server.output())
+        status, body, answer = request(
+            self.url + '/manage', self.admin,
+            headers={'Sec-Fetch-Site': 'cross-site',
+                     'Sec-Fetch-Mode': 'navigate'})
+        self.assertEqual(status, 200)
+
+    def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
+        browser_add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
+                       f'lovely.remotetask.service.TaskService&id=quiet')
+        self.assertEqual(request(browser_add, self.admin)[0], 200)
+        url = serviceURL(self.url, service='quiet')
+        before = ServerLayer.server.output().count('Traceback')
+        with xmlrpc.client.ServerProxy(
+                serviceURL(self.url, self.admin, 'quiet')) as proxy:
+            for call, code in ((lambda: proxy.add('nosuchtask'), 1),
+                               (lambda: proxy.nosuch(), -32601),
+                               (lambda: proxy.system.nosuch(), -32601),
+                               (lambda: proxy.getStatus(1, 2), -32602)):
+                with self.assertRaises(xmlrpc.client.Fault) as caught:
+                    call()
+                self.assertEqual(caught.exception.faultCode, code)
+        status, body, headers = request(
+            url, self.admin, data=b'<methodCall><methodName>add',
+            headers={'Content-Type': 'text/xml'})
+        with self.assertRaises(xmlrpc.client.Fault) as caught:
+            xmlrpc.client.loads(body)
+        self.assertEqual(caught.exception.faultCode, -32700)
+        self.assertEqual(ServerLayer.server.output().count('Traceback'),
+                         before)
+
+    def test_not_found_is_not_an_error(self):
+        before = ServerLayer.server.output().count('Traceback')
+        for path in ('/nosuchpage', '/@@nosuchview.html'):
+            status, body, headers = request(self.url + path, self.admin)
+            self.assertEqual(status, 404)
+        self.assertEqual(ServerLayer.server.output().count('Traceback'),
+                         before)
 
     def test_admin_gets_the_zmi(self):
         status, body, headers = request(self.url + '/manage', self.admin)

@@ -1,0 +1,142 @@
+"""What the views of the ZMI share: dates, status classes, form values,
+and the same-origin check of the forms that change the queue.
+
+Same origin
+===========
+
+A browser sends the credentials of HTTP basic authentication with every
+request to the server, whichever site made the browser send it.  A page
+on another site could therefore make a logged-in administrator's browser
+post the forms of the ZMI (cross-site request forgery).  The forms refuse
+a POST that comes from elsewhere, with 403 Forbidden, before they change
+anything.  What "from elsewhere" means (``refusal``):
+
+1. The browser's word first: ``Sec-Fetch-Site`` (sent by current
+   browsers with every request) ``same-origin`` or ``none`` (typed,
+   bookmarked) is accepted; ``same-site`` or ``cross-site`` is refused,
+   except for a plain link (a GET or HEAD navigation without a query).
+
+2. Without it: the ``Origin`` header (sent by browsers with every
+   cross-origin POST), else the ``Referer``, must name the origin of the
+   request's own URL (scheme, host and port; the URL the application
+   sees, ``getApplicationURL()``, which virtual hosting sets).  A link
+   from elsewhere (GET or HEAD without a query) is accepted.
+
+3. A request with none of these headers is accepted: it does not come
+   from a browser (scripts, XML-RPC clients, tests).
+
+    >>> refusal(('http', 'localhost', 80), 'POST', origin='http://localhost')
+    >>> refusal(('http', 'localhost', 80), 'POST',
+    ...         origin='http://evil.example')
+    'Origin: another site'
+    >>> refusal(('http', 'localhost', 80), 'POST',
+    ...         referer='http://localhost:80/tasks?x=1')
+    >>> refusal(('http', 'localhost', 80), 'POST', fetchSite='cross-site')
+    'Sec-Fetch-Site: cross-site'
+    >>> refusal(('http', 'localhost', 80), 'GET', fetchSite='cross-site',
+    ...         fetchMode='navigate')
+    >>> refusal(('http', 'localhost', 80), 'GET', fetchSite='cross-site',
+    ...         fetchMode='navigate', query='ids:list=x&delete=1')
+    'Sec-Fetch-Site: cross-site'
+    >>> refusal(('http', 'localhost', 80), 'POST')
+"""
+import datetime
+from urllib.parse import urlsplit
+
+
+UTC = datetime.timezone.utc
+NOT_SET = '[not set]'
+
+DEFAULT_PORTS = {'http': 80, 'https': 443}
+#: Methods that do not change anything (HTTP's "safe" methods).
+SAFE_METHODS = ('GET', 'HEAD')
+FORBIDDEN = 'Forbidden: a cross-origin request ({}) is refused.\n'
+
+
+def formatDate(value):
+    """An aware datetime as UTC text, or ``[not set]``."""
+    if value is None:
+        return NOT_SET
+    return value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')
+
+
+def statusClass(status):
+    """The CSS class of a status: ``status-queued``, ``status-start-later``.
+    """
+    return 'status-' + status.replace(' ', '-')
+
+
+def formText(form, name, default=''):
+    """The text a form field was submitted with; None if it is not text.
+
+    A name given twice (``minute=1&minute=2``) is a list and a converted
+    one (``minute:int=1``, ``x.a:record=1``) something else: the form's
+    controls never send that.
+    """
+    value = form.get(name, default)
+    return value if isinstance(value, str) else None
+
+
+# -- same origin ------------------------------------------------------------
+
+def originOf(url):
+    """``(scheme, host, port)`` of an http(s) URL or Origin header value.
+
+    None for anything else (``null``, another scheme, garbage).
+
+    >>> originOf('https://Example.COM/path?q')
+    ('https', 'example.com', 443)
+    >>> originOf('http://localhost:8080'), originOf('null'), originOf('x:80')
+    (('http', 'localhost', 8080), None, None)
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname, port or DEFAULT_PORTS[scheme]
+
+
+def refusal(own, method, origin=None, referer=None, fetchSite=None,
+            fetchMode=None, query=''):
+    """Why a request to the site ``own`` (``originOf()`` of its URL) must
+    be refused as cross-origin; None if it may go on.  The other arguments
+    are the request's method, query string and headers (None if absent).
+    See the module's documentation."""
+    link = method in SAFE_METHODS and not query
+    if fetchSite is not None:
+        if fetchSite in ('same-origin', 'none'):
+            return None
+        if link and fetchMode in (None, 'navigate'):
+            return None
+        return f'Sec-Fetch-Site: {fetchSite}'
+    for header, value in (('Origin', origin), ('Referer', referer)):
+        if value is None:
+            continue
+        if originOf(value) == own or link:
+            return None
+        return f'{header}: another site'
+    return None
+
+
+def crossOrigin(request):
+    """Why the browser request must be refused as cross-origin, or None.
+    """
+    return refusal(
+        originOf(request.getApplicationURL()), request.method,
+        origin=request.getHeader('Origin'),
+        referer=request.getHeader('Referer'),
+        fetchSite=request.getHeader('Sec-Fetch-Site'),
+        fetchMode=request.getHeader('Sec-Fetch-Mode'),
+        query=request.get('QUERY_STRING', ''))
+
+
+def forbidden(request, reason):
+    """Answer 403 Forbidden; the text to return from the view."""
+    response = request.response
+    response.setStatus(403)
+    response.setHeader('Content-Type', 'text/plain; charset=utf-8')
+    return FORBIDDEN.format(reason)
