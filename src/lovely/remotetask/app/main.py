@@ -57,6 +57,12 @@ def make_parser():
             '--config', metavar='PATH',
             help='the zope.conf to read (default: %s, which serve creates '
                  'on first start)' % instance.DEFAULT_CONFIG)
+        command.add_argument(
+            '--shutdown-timeout', metavar='SECONDS', type=float,
+            default=DEFAULT_SHUTDOWN_TIMEOUT,
+            help='how long to wait for running jobs when stopping; a job '
+                 'still running then is taken up by another worker when '
+                 'its lease expires (default: %(default)s)')
 
     serve = commands.add_parser(
         'serve', help='serve the ZMI and the XML-RPC API',
@@ -73,11 +79,6 @@ def make_parser():
     serve.add_argument('--threads', type=positive, default=4, metavar='N',
                        help='threads serving requests (default: '
                             '%(default)s)')
-    serve.add_argument(
-        '--shutdown-timeout', metavar='SECONDS', type=float,
-        default=DEFAULT_SHUTDOWN_TIMEOUT,
-        help='how long to wait for running jobs when stopping '
-             '(default: %(default)s)')
     serve.set_defaults(func=serve_command)
 
     worker = commands.add_parser(
@@ -102,12 +103,6 @@ def make_parser():
         default=DEFAULT_POLL_INTERVAL,
         help='how often an idle worker looks for new jobs: commits of '
              'other processes cannot wake it (default: %(default)s)')
-    worker.add_argument(
-        '--shutdown-timeout', metavar='SECONDS', type=float,
-        default=DEFAULT_SHUTDOWN_TIMEOUT,
-        help='how long to wait for running jobs when stopping; a job '
-             'still running then is taken up by another worker when its '
-             'lease expires (default: %(default)s)')
     worker.set_defaults(func=worker_command)
     return parser
 

@@ -1,6 +1,7 @@
 """The narrative documentation next to the code, run as tests."""
 import doctest
 import logging
+import os
 import unittest
 
 import transaction
@@ -38,6 +39,14 @@ def test_suite():
         '../service.rst', '../processor.rst', '../cron.rst',
         '../startup.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
+    # docs/guarantees.rst, in a checkout (an installed package has no docs/).
+    guarantees = os.path.join(os.path.dirname(__file__), os.pardir,
+                              os.pardir, os.pardir, os.pardir, 'docs',
+                              'guarantees.rst')
+    if os.path.exists(guarantees):
+        narrative.addTest(doctest.DocFileSuite(
+            guarantees, module_relative=False,
+            setUp=setUp, tearDown=tearDown, optionflags=FLAGS))
     modules = unittest.TestSuite([
         doctest.DocTestSuite('lovely.remotetask.' + name, optionflags=FLAGS)
         for name in ('cron', 'task', 'startup')])

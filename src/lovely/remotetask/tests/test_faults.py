@@ -22,7 +22,6 @@ user=postgres``).
 """
 import collections
 import datetime
-import doctest
 import json
 import os
 import random
@@ -36,9 +35,7 @@ import time
 import unittest
 
 import transaction
-import ZODB
 import zope.component.testing
-from ZODB.DemoStorage import DemoStorage
 from ZODB.POSException import ConflictError
 from transaction.interfaces import TransientError
 
@@ -829,38 +826,10 @@ class RelStorageFaults(RelStorageStorage, ProcessTestCase, KillWorkers,
     jobs = 1000
 
 
-# -- docs/guarantees.rst ---------------------------------------------------
-
-GUARANTEES = os.path.join(os.path.dirname(faultsupport.SRC), 'docs',
-                          'guarantees.rst')
-
-
-def setUpGuarantees(test):
-    zope.component.testing.setUp(test)
-    db = ZODB.DB(DemoStorage())   # DemoStorage resolves conflicts
-    conn = db.open()
-    test.globs.update(db=db, conn=conn, root=conn.root())
-
-
-def tearDownGuarantees(test):
-    transaction.abort()
-    processor.stopAll(db=test.globs['db'])
-    test.globs['conn'].close()
-    test.globs['db'].close()
-    zope.component.testing.tearDown(test)
-
-
 def test_suite():
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite([
         loader.loadTestsFromTestCase(ZEOFaults),
         loader.loadTestsFromTestCase(RelStorageFaults),
     ])
-    # The guarantees, as the documentation shows them (in a checkout; an
-    # installed package has no docs/).
-    if os.path.exists(GUARANTEES):
-        suite.addTest(doctest.DocFileSuite(
-            GUARANTEES, module_relative=False,
-            setUp=setUpGuarantees, tearDown=tearDownGuarantees,
-            optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE))
     return suite
