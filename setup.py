@@ -29,7 +29,6 @@ setup(
     license='ZPL-2.1',
     classifiers=[
         'Framework :: Zope :: 3',
-        'License :: OSI Approved :: Zope Public License',
         'Programming Language :: Python :: 3',
         'Programming Language :: Python :: 3.11',
     ],

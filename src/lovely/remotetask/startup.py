@@ -92,8 +92,12 @@ def findServices(root, spec, label='autostart', level=logging.WARNING):
                 found.setdefault(f'{name}@{sname}', service)
                 matched = True
         if not matched:
-            log.log(level, '%s: %s@%s matches no task service', label,
-                    siteName, serviceName)
+            # A wildcard that matches nothing yet is normal (a new
+            # database); a name that matches nothing is a mistake.
+            wildcard = '*' in (siteName, serviceName)
+            log.log(min(level, logging.INFO) if wildcard else level,
+                    '%s: %s@%s matches no task service', label, siteName,
+                    serviceName)
     return list(found.items())
 
 
