@@ -39,6 +39,14 @@ class TaskError(Exception):
     """
 
 
+class TransactionEnded(RuntimeError):
+    """A task committed or aborted the transaction it runs in.
+
+    Tasks must leave that to the processor, which commits the task's
+    writes together with the job's completion.
+    """
+
+
 class UnknownTask(ValueError):
     """No task utility of that name is visible from the service."""
 
@@ -212,10 +220,10 @@ class ITaskServiceRead(Interface):
         """
 
     def listJobs(status=None, task=None, start=0, size=None, reverse=False):
-        """Jobs (in that status, of that task) in id order, from ``start``.
+        """Jobs (in that status, of that task), from ``start``.
 
-        Loads only the jobs of the requested slice when filtering by status
-        alone.
+        Filtered by status, in the order the jobs entered it; otherwise in
+        id order.  Loads only the jobs of the requested slice.
         """
 
 

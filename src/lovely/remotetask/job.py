@@ -95,6 +95,11 @@ class CronJob(Job):
     def update(self, minute=(), hour=(), dayOfMonth=(), month=(),
                dayOfWeek=(), delay=None):
         """See ICronJob."""
+        if self.status == interfaces.PROCESSING:
+            # The run's commit would conflict with this change and run the
+            # task again for the same due time.
+            raise interfaces.InvalidSchedule(
+                'The job is running: change its schedule when the run ends')
         if delay is not None and not _isSeconds(delay, MAX_DELAY):
             raise interfaces.InvalidSchedule(
                 f'delay: expected seconds from 0 to {MAX_DELAY}, '

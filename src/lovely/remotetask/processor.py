@@ -40,6 +40,7 @@ from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
+from lovely.remotetask.interfaces import TransactionEnded
 
 
 log = logging.getLogger('lovely.remotetask')
@@ -50,8 +51,12 @@ def workerName(label):
     return f'{socket.gethostname()}:{os.getpid()}:{label}'
 
 
-class _Stopped(Exception):
-    """The processor was asked to stop."""
+def checkTransaction(manager, txn):
+    """Raise ``TransactionEnded`` if ``txn`` is no longer current."""
+    if manager.get() is not txn:
+        raise TransactionEnded(
+            'The task committed or aborted the transaction it runs in; the '
+            "processor commits the task's writes with the job")
 
 
 @implementer(interfaces.IProcessor)
@@ -172,11 +177,16 @@ class BaseProcessor:
         finally:
             with self._runningLock:
                 self._running.discard(jobid)
-                if not self._running:
+                if not self._running and self._stopping.is_set():
                     self._keeperWake.set()  # let the keeper end
 
     def _run(self, jobid, now):
-        tm = transaction.TransactionManager()
+        # The thread's own transaction manager, not a private one: a task
+        # that uses transaction.get() (savepoints, commit hooks) must get
+        # the transaction that commits its writes with the job.  Its
+        # ``manager`` is the thread's real TransactionManager, which other
+        # threads can reach too (DB.close() aborts through it).
+        tm = transaction.manager.manager
         conn = self.db.open(transaction_manager=tm)
         try:
             conflicts = 0
@@ -191,8 +201,10 @@ class BaseProcessor:
                     return
                 site = service.site()
                 setSite(site)
+                txn = tm.get()
                 try:
                     service.runJob(job, now)
+                    checkTransaction(tm, txn)
                     tm.commit()
                     return
                 except TransientError as error:
@@ -207,12 +219,14 @@ class BaseProcessor:
                         f'{conflicts} conflicting runs')
                     self._fail(jobid, error, None, now, retry=True)
                     return
-                except Exception as error:
+                except BaseException as error:
+                    # BaseException too: a task calling sys.exit() must not
+                    # end the processor, nor leave its job processing.
                     text = traceback.format_exc()
                     tm.abort()
                     self._fail(jobid, error, text, now,
-                               retry=not isinstance(error,
-                                                    interfaces.TaskError))
+                               retry=not isinstance(error, (
+                                   interfaces.TaskError, TransactionEnded)))
                     return
                 finally:
                     setSite(None)
@@ -237,19 +251,25 @@ class BaseProcessor:
     # -- leases ---------------------------------------------------------------
 
     def _keepLeases(self):
-        """Renew the leases of the running jobs until none is running."""
+        """Renew the leases of the running jobs, until the processor stops.
+
+        One thread for the processor's lifetime.  A stopping processor
+        still holds the jobs it waits for: their leases are kept until they
+        end (or the database closes, the process giving them up to their
+        leases).
+        """
         while True:
             interval = (self._leaseTime or 60.0) / 3
             self._keeperWake.wait(interval)
             with self._runningLock:
                 self._keeperWake.clear()
                 jobids = list(self._running)
-                # A stopping processor still holds the jobs it waits for:
-                # keep their leases until they end (or the database closes,
-                # the process giving them up to their leases).
-                if not jobids or _closed(self.db):
+                if (self._stopping.is_set() and not jobids) \
+                        or _closed(self.db):
                     self._keeper = None
                     return
+                if not jobids:
+                    continue
             try:
                 self._transact(
                     lambda service, now: service.renewLeases(
@@ -269,6 +289,16 @@ class BaseProcessor:
 
     def __call__(self):
         """See IProcessor."""
+        try:
+            self._loop()
+        except BaseException:
+            log.exception('%s: the processor ended unexpectedly',
+                          self.workerId)
+        finally:
+            self.stop()
+            _forget(self)
+
+    def _loop(self):
         backoff = self.minBackoff
         while not self._stopping.is_set():
             try:
@@ -284,7 +314,6 @@ class BaseProcessor:
                 continue
             if not worked:
                 self._idle()
-        self.stopped()
 
     def _idle(self):
         timeout = self.waitTime
@@ -293,9 +322,6 @@ class BaseProcessor:
             timeout = min(timeout, max(untilDue, 0.001))
         self._wakeup.wait(timeout)
         self._wakeup.clear()
-
-    def stopped(self):
-        """Called by the loop when it ends."""
 
     def wake(self):
         """See IProcessor."""
@@ -353,7 +379,15 @@ class MultiProcessor(BaseProcessor):
             target=self._runInThread, args=(jobid, now),
             name=f'job-{jobid}:{self.name}', daemon=True)
         self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException as error:
+            # No thread for the claimed job: give it back at once rather
+            # than leaving it to its lease.
+            self._threads.discard(thread)
+            self._slots.release()
+            self._fail(jobid, error, traceback.format_exc(), now, retry=True)
+            raise
         return True
 
     def _runInThread(self, jobid, now):
@@ -371,7 +405,7 @@ class MultiProcessor(BaseProcessor):
     def join(self, timeout=None):
         """Wait for the running jobs' threads."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in list(self._threads):
+        for thread in list(self._threads - {threading.current_thread()}):
             thread.join(None if deadline is None
                         else max(deadline - time.monotonic(), 0))
 
@@ -403,9 +437,12 @@ def start(db, oid, name, factory=SimpleProcessor, arguments=None):
 
 
 def stop(db, oid, timeout=10.0):
-    """Stop the processor of a service and wait for it (bounded)."""
-    with _registryLock:
-        entry = _registry.pop((db, oid), None)
+    """Stop the processor of a service and wait for it (bounded).
+
+    A processor still finishing a job after ``timeout`` stays registered
+    (``isRunning`` is true, a new start is refused) until its thread ends.
+    """
+    entry = _registry.get((db, oid))
     if entry is None:
         return False
     proc, thread = entry
@@ -414,8 +451,21 @@ def stop(db, oid, timeout=10.0):
         thread.join(timeout)
         if hasattr(proc, 'join'):
             proc.join(timeout)
-    log.info('Stopped processing %s', proc.name)
+    if thread.is_alive():
+        log.warning('Processor %s is still finishing a job', proc.name)
+    else:
+        _forget(proc)
+        log.info('Stopped processing %s', proc.name)
     return True
+
+
+def _forget(proc):
+    """Remove a processor from the registry (if it is still there)."""
+    with _registryLock:
+        key = (proc.db, proc.oid)
+        entry = _registry.get(key)
+        if entry is not None and entry[0] is proc:
+            del _registry[key]
 
 
 _stopProcessor = stop
@@ -492,8 +542,7 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
                     root, services, 'worker',
                     logging.WARNING if first else logging.DEBUG)
                 first = False
-                found = [(name, service._p_oid) for name, service in found
-                         if service._p_oid not in started]
+                found = [(name, service._p_oid) for name, service in found]
             finally:
                 conn.transaction_manager.abort()
                 conn.close()
@@ -504,10 +553,14 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
                     factory, args = SimpleProcessor, dict(
                         partition=random.randrange(1024))
                 args['waitTime'] = waitTime
-                start(db, oid, f'remotetasks.{name}', factory, args)
+                # A processor that died (see BaseProcessor.__call__) is
+                # started again; a running one is left alone.
+                if start(db, oid, f'remotetasks.{name}', factory, args):
+                    log.info('worker %s: %s %s with %d thread(s)',
+                             workerName('worker'),
+                             'restarted' if oid in started else 'processing',
+                             name, threads)
                 started[oid] = name
-                log.info('worker %s: processing %s with %d thread(s)',
-                         workerName('worker'), name, threads)
             stopEvent.wait(rescan)
     finally:
         for oid in started:

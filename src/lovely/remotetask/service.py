@@ -56,11 +56,14 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     for membership in the task's set: no job is loaded.
 """
 import datetime
+import io
 import itertools
 import logging
+import pickle
 import math
 import random
 import traceback as tb_module
+import types
 
 import persistent
 import transaction
@@ -102,6 +105,7 @@ UTC = datetime.timezone.utc
 MAXID = 2 ** 31          # job ids are XML-RPC ints: below 2**31
 _SENTINEL = -1           # in every id set, so that its buckets never empty
 _LOW, _HIGH = 0, 2 ** 63 - 1   # in every time set (see the module doc)
+UNKNOWN_TASK_DELAY = 10.0   # seconds before repeating a job of an unknown task
 
 
 def _now(now=None):
@@ -159,6 +163,14 @@ def _spread(timeset):
     return state is not None and len(state) == 2
 
 
+def _buckets(tree):
+    """The buckets of a BTree set that spans several buckets."""
+    bucket = tree._firstbucket
+    while bucket is not None:
+        yield bucket
+        bucket = bucket._next
+
+
 def _timeIds(timeset):
     """The job ids of a time set, in time order."""
     return (_jobid(key) for key in _timeKeys(timeset))
@@ -189,9 +201,28 @@ def formatError(error):
     ``TaskError`` is an expected failure: its message alone.  Anything else
     gets its class name too.
     """
+    name = error.__class__.__name__
     if isinstance(error, interfaces.TaskError):
-        return str(error) or error.__class__.__name__
-    return tb_module.format_exception_only(type(error), error)[-1].strip()
+        return str(error) or name
+    message = str(error)
+    return f'{name}: {message}' if message else name
+
+
+def checkStorable(output):
+    """Raise ``TaskError`` if ``output`` cannot be stored in the ZODB.
+
+    Found now, this is a failure of the task; found at commit, it would be
+    a failed commit repeated with every retry.
+    """
+    pickler = pickle.Pickler(io.BytesIO(), 3)
+    # Persistent objects are stored by reference, as the ZODB does.
+    pickler.persistent_id = lambda obj: (
+        1 if isinstance(obj, persistent.Persistent) else None)
+    try:
+        pickler.dump(output)
+    except Exception as error:
+        raise interfaces.TaskError(
+            f'The output cannot be stored: {formatError(error)}')
 
 
 @implementer(interfaces.ITaskService)
@@ -200,7 +231,8 @@ class TaskService(Contained, persistent.Persistent):
 
     taskInterface = interfaces.ITask
     processorFactory = processor.SimpleProcessor
-    processorArguments = {'waitTime': 1.0}
+    # Read-only: assign a new dict to a service to change its arguments.
+    processorArguments = types.MappingProxyType({'waitTime': 1.0})
     maxRetries = 3
     retryDelay = 0.0
     maxConflictRetries = 5
@@ -251,14 +283,14 @@ class TaskService(Contained, persistent.Persistent):
                 return jobid
             self._v_nextid = None
 
-    def _setStatus(self, job, status, now=None):
+    def _setStatus(self, job, status):
         old = job.status
         if old == status:
             return
         if old is not None:
             self._index[old].remove(job._statusKey)
             self._counts[old].change(-1)
-        job._statusKey = _timeKey(_now(now), job.id)
+        job._statusKey = _timeKey(_now(), job.id)
         self._index[status].add(job._statusKey)
         self._counts[status].change(1)
         job.status = status
@@ -357,9 +389,7 @@ class TaskService(Contained, persistent.Persistent):
             self._scheduleAt(job, now + datetime.timedelta(seconds=job.delay))
         else:
             self._setStatus(job, CRONJOB)
-            # Never earlier than the run that is due now: no double runs.
-            after = max(now, job.due) if job.due is not None else now
-            self._scheduleAt(job, job.nextRun(after))
+            self._scheduleAt(job, job.nextRun(now))
 
     def reschedule(self, jobid):
         """See ITaskServiceManage."""
@@ -497,6 +527,8 @@ class TaskService(Contained, persistent.Persistent):
         now = _now(now)
         if self._nextDue(now) is not None:
             return True
+        if not self._counts[QUEUED]():
+            return False
         for queue in self._ready:
             for enqueued, jobid in queue:
                 job = self.jobs.get(jobid)
@@ -508,9 +540,11 @@ class TaskService(Contained, persistent.Persistent):
     def _nextDue(self, now):
         """The key of the first scheduled job due at ``now``, or None."""
         for key in _timeKeys(self._schedule):
-            if key >> 31 <= now.timestamp():
-                return key
-            break
+            if key >> 31 > now.timestamp():
+                return None
+            # Keys have whole seconds: the job may be due later in this one.
+            due = self.jobs[_jobid(key)].due
+            return key if due <= now else None
         return None
 
     #: ``compact`` rebuilds sets with at most this many keys.
@@ -524,28 +558,32 @@ class TaskService(Contained, persistent.Persistent):
         Returns the names of the sets it rebuilt.
         """
         rebuilt = []
-        sets = [(status, keys, self._counts[status]())
-                for status, keys in self._index.items()]
-        sets.append(('schedule', self._schedule, None))
-        for name, keys, count in sets:
+        sets = list(self._index.items()) + [('schedule', self._schedule)]
+        for name, keys in sets:
             if not _spread(keys):
                 continue
-            if count is None:
-                count = len(keys) - 2
-            if count <= self.compactSize:
-                items = list(keys)
-                keys.clear()
-                keys.update(items)
-                rebuilt.append(name)
+            # Count at most what matters: the set may be huge.
+            items = list(itertools.islice(keys, self.compactSize + 3))
+            if len(items) > self.compactSize + 2:
+                continue
+            # The rebuild writes the tree and a new bucket, not the old
+            # buckets: a concurrent change to one of them would not
+            # conflict with it, and would land in a bucket no longer in
+            # the set.  Reading them "current" makes such a change a
+            # ReadConflictError for this transaction (an insert committed
+            # after the rebuild conflicts on the tree, which BTrees read
+            # current themselves).
+            for bucket in _buckets(keys):
+                self._p_jar.readCurrent(bucket)
+            keys.clear()
+            keys.update(items)
+            rebuilt.append(name)
         return rebuilt
 
     def nextScheduled(self):
         """When the next scheduled job is due (aware datetime) or None."""
         for key in _timeKeys(self._schedule):
-            job = self.jobs.get(_jobid(key))
-            if job is not None and job.due is not None:
-                return job.due
-            return datetime.datetime.fromtimestamp(key >> 31, UTC)
+            return self.jobs[_jobid(key)].due
         return None
 
     # -- the processing steps ------------------------------------------------
@@ -576,13 +614,7 @@ class TaskService(Contained, persistent.Persistent):
             key = self._nextDue(now)
             if key is None:
                 return None
-            job = self.jobs.get(_jobid(key))
-            if job is None or job.due is None \
-                    or _timeKey(job.due, job.id) != key:
-                self._schedule.remove(key)
-                continue  # stale entry
-            if job.due > now:
-                return None  # due later in this second
+            job = self.jobs[_jobid(key)]
             self._schedule.remove(key)
             job.due = None
             if job.status in (QUEUED, DELAYED, CRONJOB):
@@ -635,6 +667,7 @@ class TaskService(Contained, persistent.Persistent):
         """
         task = self._getTask(job.task)
         output = task(self, job.id, job.input)
+        checkStorable(output)
         now = _now(now)
         job.output = output
         job.error = job.traceback = None
@@ -651,9 +684,7 @@ class TaskService(Contained, persistent.Persistent):
         A failure recorded in a transaction that then conflicts is recorded
         (and logged) again by the retry; logging at once would say it twice.
         """
-        manager = transaction.manager if self._p_jar is None \
-            else self._p_jar.transaction_manager
-        manager.get().addAfterCommitHook(
+        self._transactionManager().get().addAfterCommitHook(
             lambda committed: committed and log.log(level, message, *args))
 
     def fail(self, job, error, traceback=None, now=None, retry=True):
@@ -686,6 +717,10 @@ class TaskService(Contained, persistent.Persistent):
                           traceback.rstrip())
             base = self.retryDelay if job.retryDelay is None \
                 else job.retryDelay
+            if isinstance(error, interfaces.UnknownTask):
+                # Another worker (deployed with the task) may run it: give
+                # the others time instead of spending the attempts at once.
+                base = max(base, UNKNOWN_TASK_DELAY)
             delay = min(base * 2 ** (job.attempts - 1), MAX_DELAY)
             self._setStatus(job, QUEUED)
             if delay:
@@ -760,17 +795,29 @@ class TaskService(Contained, persistent.Persistent):
             job = self._claimJob(jobid, worker, _now(now))
         if job is None:
             return False
-        manager = transaction.manager if self._p_jar is None \
-            else self._p_jar.transaction_manager
+        manager = self._transactionManager()
+        txn = manager.get()
         savepoint = manager.savepoint(optimistic=True)
         try:
             self.runJob(job, now)
+            processor.checkTransaction(manager, txn)
+        except interfaces.TransactionEnded:
+            # What the task committed stays (the job is processing, leased
+            # to this caller, and is taken back when the lease expires);
+            # what followed is dropped.
+            manager.abort()
+            raise
         except Exception as error:
             text = tb_module.format_exc()
             savepoint.rollback()
             self.fail(job, error, text, now,
                       retry=not isinstance(error, interfaces.TaskError))
         return True
+
+    def _transactionManager(self):
+        """The transaction manager of the service's connection."""
+        return transaction.manager if self._p_jar is None \
+            else self._p_jar.transaction_manager
 
     def process(self, now=None):
         """See ITaskServiceManage."""

@@ -139,14 +139,22 @@ def databaseOpened(event):
 
 
 def _location(service):
-    """``(site name, service name)`` of a service, as autostart names it."""
+    """``(site name, service name)`` of a service, as autostart names it.
+
+    The site is None where autostart cannot name it: autostart knows the
+    root folder and the sites directly in it (as ``findServices``).
+    """
     site = service.__parent__
     while site is not None and not ISite.providedBy(site):
         site = getattr(site, '__parent__', None)
+    parent = getattr(site, '__parent__', None)
     if site is None:
         return None, service.__name__
-    parent = getattr(site, '__parent__', None)
-    return ('' if parent is None else site.__name__), service.__name__
+    if parent is None:
+        return '', service.__name__
+    if getattr(parent, '__parent__', None) is None:
+        return site.__name__, service.__name__
+    return None, service.__name__
 
 
 @zope.component.adapter(ITaskService, IObjectAddedEvent)
