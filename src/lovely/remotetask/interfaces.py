@@ -358,7 +358,9 @@ class IProcessor(Interface):
     def step(now=None):
         """Claim and run one due job, each step in its own transaction.
 
-        Returns True if a job was run.
+        The task runs in the calling thread's transaction
+        (``transaction.get()``), which the step begins and ends.  Returns
+        True if a job was run.
         """
 
     def __call__():
