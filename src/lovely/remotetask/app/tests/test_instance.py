@@ -1,13 +1,12 @@
 """The instance directory and its zope.conf."""
 import os
 import stat
-import tempfile
-import unittest
 
 import ZConfig
 import zope.app.appsetup
 
 from lovely.remotetask.app import instance
+from lovely.remotetask.app.tests import InTemporaryDirectory
 
 
 def loadConfig(path):
@@ -17,16 +16,7 @@ def loadConfig(path):
     return ZConfig.loadConfig(schema, path)[0]
 
 
-class InstanceTests(unittest.TestCase):
-
-    def setUp(self):
-        self._cwd = os.getcwd()
-        self._tmp = tempfile.TemporaryDirectory()
-        os.chdir(self._tmp.name)
-
-    def tearDown(self):
-        os.chdir(self._cwd)
-        self._tmp.cleanup()
+class InstanceTests(InTemporaryDirectory):
 
     def test_make_writes_a_private_directory_and_the_files(self):
         written = instance.make()

@@ -18,6 +18,7 @@ from zope.processlifetime import IDatabaseOpened
 from lovely.remotetask.app import database
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import main
+from lovely.remotetask.app.tests import InTemporaryDirectory
 
 
 class ParserTests(unittest.TestCase):
@@ -66,17 +67,8 @@ class ParserTests(unittest.TestCase):
             self.parse()
 
 
-class ErrorTests(unittest.TestCase):
+class ErrorTests(InTemporaryDirectory):
     """Mistakes end the command with a message and exit code 2."""
-
-    def setUp(self):
-        self._cwd = os.getcwd()
-        self._tmp = tempfile.TemporaryDirectory()
-        os.chdir(self._tmp.name)
-
-    def tearDown(self):
-        os.chdir(self._cwd)
-        self._tmp.cleanup()
 
     def run_main(self, *argv, environ=None):
         stderr = io.StringIO()
