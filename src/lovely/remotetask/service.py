@@ -23,9 +23,10 @@ completing them, in one process or many):
     claims skip items whose job is no longer ``queued``.
 
 Time sets (``_schedule`` and the status index)
-    ``LLTreeSet`` keyed ``second << 31 | jobid``: ordered by time, then
-    id.  BTrees merge concurrent inserts and deletes of different keys,
-    except a change that empties a bucket (the bucket is unlinked from its
+    ``TimeSet`` (an ``LLTreeSet`` with buckets of 500 keys) keyed
+    ``second << 31 | jobid``: ordered by time, then id.  BTrees merge
+    concurrent inserts and deletes of different keys, except a change
+    that empties a bucket (the bucket is unlinked from its
     tree, which conflicts with an insert into it).  So every time set holds
     two sentinels that are never removed, the lowest and the highest
     possible key: the first and the last bucket never empty.  BTrees also
@@ -59,8 +60,8 @@ import datetime
 import io
 import itertools
 import logging
-import pickle
 import math
+import pickle
 import random
 import traceback as tb_module
 import types
