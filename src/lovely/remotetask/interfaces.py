@@ -12,6 +12,11 @@ from zope.interface import Interface
 from zope.interface.common.mapping import IEnumerableMapping
 
 
+#: The permissions (defined in configure.zcml, granted to zope.Manager):
+#: looking at the queue, and changing it.
+VIEW = 'lovely.remotetask.View'
+MANAGE = 'lovely.remotetask.Manage'
+
 # Job statuses (the strings are the original package's; compare with ``==``).
 QUEUED = 'queued'
 PROCESSING = 'processing'
@@ -309,8 +314,9 @@ class ITaskServiceProcessing(Interface):
 
     def fail(job, error, traceback=None, now=None, retry=True):
         """Record a failed run (message and traceback text) and repeat the
-        job if it has attempts left; returns 'retry', 'rescheduled' or
-        'error'."""
+        job if it has attempts left, unless ``retry`` is false or the error
+        is a ``TaskError`` or ``TransactionEnded``; returns 'retry',
+        'rescheduled' or 'error'."""
 
     def recover(now=None):
         """Take back the jobs whose lease expired; return their ids."""

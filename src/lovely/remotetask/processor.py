@@ -86,8 +86,7 @@ class BaseProcessor:
         self._running = set()   # job ids this processor runs right now
         self._runningLock = threading.Lock()
         self._leaseTime = None
-        self._lastRecovery = 0.0
-        self._lastCompaction = 0.0
+        self._lastDone = {}     # housekeeping name -> time.monotonic()
         self._keeper = None
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
@@ -118,7 +117,8 @@ class BaseProcessor:
 
     def claim(self, now=None):
         """Claim the next due job (committed); return its id or None."""
-        self._maybeRecover(now)
+        self._nowAndThen('recover', (self._leaseTime or 60.0) / 2,
+                         lambda service, now: service.recover(now), 2, now)
 
         def claim(service, now):
             self._leaseTime = service.leaseTime
@@ -134,34 +134,29 @@ class BaseProcessor:
                      self.workerId)
             return None
         if jobid is None:
-            self._maybeCompact()
+            # Idle: put index sets that a burst spread over several
+            # buckets back into one (see TaskService.compact).
+            self._nowAndThen('compact', self.compactInterval,
+                             lambda service, now: service.compact(), 0)
         return jobid
 
-    def _maybeCompact(self):
-        # Idle: put index sets that a burst spread over several buckets
-        # back into one (see TaskService.compact), now and then.
+    def _nowAndThen(self, name, interval, func, retries, now=None):
+        """``_transact(func)``, at most every ``interval`` seconds.
+
+        A conflict means another processor is doing the same: skipped
+        until next time.
+        """
         clock = time.monotonic()
-        if clock - self._lastCompaction < self.compactInterval:
+        if clock - self._lastDone.get(name, 0.0) < interval:
             return
-        self._lastCompaction = clock
+        self._lastDone[name] = clock
         try:
-            self._transact(lambda service, now: service.compact(), 0)
+            self._transact(func, retries, now)
         except TransientError:
-            pass  # busy after all; next time
+            pass
 
     def _claimPartition(self):
         return self.partition
-
-    def _maybeRecover(self, now):
-        interval = (self._leaseTime or 60.0) / 2
-        clock = time.monotonic()
-        if clock - self._lastRecovery < interval:
-            return
-        self._lastRecovery = clock
-        try:
-            self._transact(lambda service, now: service.recover(now), 2, now)
-        except TransientError:
-            pass  # another processor is recovering the same jobs
 
     def run(self, jobid, now=None):
         """Run a claimed job: the task and the completion in one commit."""
@@ -214,19 +209,16 @@ class BaseProcessor:
                         log.info('Job %s: conflict (%s), running it again',
                                  jobid, error.__class__.__name__)
                         continue
-                    error = interfaces.TaskError(
-                        f'{error.__class__.__name__}: gave up after '
-                        f'{conflicts} conflicting runs')
-                    self._fail(jobid, error, None, now, retry=True)
+                    self._fail(jobid, f'{error.__class__.__name__}: gave up '
+                               f'after {conflicts} conflicting runs', None,
+                               now)
                     return
                 except BaseException as error:
                     # BaseException too: a task calling sys.exit() must not
                     # end the processor, nor leave its job processing.
                     text = traceback.format_exc()
                     tm.abort()
-                    self._fail(jobid, error, text, now,
-                               retry=not isinstance(error, (
-                                   interfaces.TaskError, TransactionEnded)))
+                    self._fail(jobid, error, text, now)
                     return
                 finally:
                     setSite(None)
@@ -241,11 +233,11 @@ class BaseProcessor:
                 and job.lease.worker == self.workerId
                 and not job.lease.revoked)
 
-    def _fail(self, jobid, error, text, now, retry):
+    def _fail(self, jobid, error, text, now):
         def fail(service, now):
             job = service.jobs.get(jobid)
             if self._holds(job):
-                service.fail(job, error, text, now, retry=retry)
+                service.fail(job, error, text, now)
         self._transact(fail, 10, now)
 
     # -- leases ---------------------------------------------------------------
@@ -386,7 +378,7 @@ class MultiProcessor(BaseProcessor):
             # than leaving it to its lease.
             self._threads.discard(thread)
             self._slots.release()
-            self._fail(jobid, error, traceback.format_exc(), now, retry=True)
+            self._fail(jobid, error, traceback.format_exc(), now)
             raise
         return True
 

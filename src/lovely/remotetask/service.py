@@ -107,6 +107,8 @@ MAXID = 2 ** 31          # job ids are XML-RPC ints: below 2**31
 _SENTINEL = -1           # in every id set, so that its buckets never empty
 _LOW, _HIGH = 0, 2 ** 63 - 1   # in every time set (see the module doc)
 UNKNOWN_TASK_DELAY = 10.0   # seconds before repeating a job of an unknown task
+#: A failure of these is not repeated: the task says a repeat cannot help.
+NOT_REPEATED = (interfaces.TaskError, interfaces.TransactionEnded)
 
 
 def _now(now=None):
@@ -466,13 +468,17 @@ class TaskService(Contained, persistent.Persistent):
         """See ITaskServiceRead."""
         return self._job(jobid).error
 
+    @staticmethod
+    def _checkStatus(status):
+        if status is not None and status not in STATUSES:
+            raise ValueError(f'Unknown status: {status!r}')
+
     def _filtered(self, status, task):
         """The ids of the jobs in ``status`` of ``task`` (None: any), lazily.
 
         By status: in the order the jobs entered it; otherwise by id.
         """
-        if status is not None and status not in STATUSES:
-            raise ValueError(f'Unknown status: {status!r}')
+        self._checkStatus(status)
         if task is not None:
             byTask = self._byTask.get(task)
             if byTask is None:
@@ -487,10 +493,11 @@ class TaskService(Contained, persistent.Persistent):
 
     def countJobs(self, status=None, task=None):
         """See ITaskServiceRead."""
+        self._checkStatus(status)
         if task is None and status is None:
-            return len(self.jobs)
+            # The counters, not len(self.jobs), which walks every bucket.
+            return sum(count() for count in self._counts.values())
         if task is None:
-            self._filtered(status, None)
             return self._counts[status]()
         if status is None:
             count = self._taskCounts.get(task)
@@ -506,10 +513,11 @@ class TaskService(Contained, persistent.Persistent):
             if status is None:
                 keys, toId = self.jobs.keys(), int
             else:
-                self._filtered(status, None)
+                self._checkStatus(status)
                 keys, toId = _timeKeys(self._index[status]), _jobid
             if reverse:
-                stop = len(keys) - start
+                # The counters, not len(keys), which walks every bucket.
+                stop = self.countJobs(status) - start
                 first = 0 if size is None else max(stop - size, 0)
                 selected = reversed(keys[first:max(stop, 0)])
             else:
@@ -530,13 +538,19 @@ class TaskService(Contained, persistent.Persistent):
             return True
         if not self._counts[QUEUED]():
             return False
-        for queue in self._ready:
-            for enqueued, jobid in queue:
-                job = self.jobs.get(jobid)
-                if job is not None and job.status == QUEUED \
-                        and job.due is None:
-                    return True
-        return False
+        return any(self._readyJob(jobid) is not None
+                   for queue in self._ready for enqueued, jobid in queue)
+
+    def _readyJob(self, jobid):
+        """The job of a ready-queue item, or None if the item is stale.
+
+        Cancel and clean leave items behind (they do not search the
+        queues); a job queued again after a failure has a new item.
+        """
+        job = self.jobs.get(jobid)
+        if job is not None and job.status == QUEUED and job.due is None:
+            return job
+        return None
 
     def _nextDue(self, now):
         """The key of the first scheduled job due at ``now``, or None."""
@@ -611,15 +625,14 @@ class TaskService(Contained, persistent.Persistent):
         return job
 
     def _pullScheduled(self, now):
-        while True:
-            key = self._nextDue(now)
-            if key is None:
-                return None
-            job = self.jobs[_jobid(key)]
-            self._schedule.remove(key)
-            job.due = None
-            if job.status in (QUEUED, DELAYED, CRONJOB):
-                return job
+        # Only queued (backoff), delayed and cron jobs are scheduled:
+        # cancel unschedules, and finished jobs never are.
+        key = self._nextDue(now)
+        if key is None:
+            return None
+        job = self.jobs[_jobid(key)]
+        self._unschedule(job)
+        return job
 
     def _pullReady(self, partition):
         queues = self._ready
@@ -638,10 +651,9 @@ class TaskService(Contained, persistent.Persistent):
                 else:
                     return None
             enqueued, jobid = queue.pull()
-            job = self.jobs.get(jobid)
-            if job is not None and job.status == QUEUED and job.due is None:
+            job = self._readyJob(jobid)
+            if job is not None:
                 return job
-            # Cancelled or cleaned since it was queued: drop the item.
 
     def _claimJob(self, jobid, worker, now):
         """Claim one particular job, if its status allows it."""
@@ -695,6 +707,7 @@ class TaskService(Contained, persistent.Persistent):
         Returns 'retry', 'rescheduled' (a cron job) or 'error'.
         """
         now = _now(now)
+        retry = retry and not isinstance(error, NOT_REPEATED)
         message = error if isinstance(error, str) else formatError(error)
         job.error = message
         job.traceback = traceback
@@ -811,8 +824,7 @@ class TaskService(Contained, persistent.Persistent):
         except Exception as error:
             text = tb_module.format_exc()
             savepoint.rollback()
-            self.fail(job, error, text, now,
-                      retry=not isinstance(error, interfaces.TaskError))
+            self.fail(job, error, text, now)
         return True
 
     def _transactionManager(self):

@@ -42,8 +42,10 @@ from zope.security.proxy import removeSecurityProxy
 
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
+from lovely.remotetask.interfaces import MANAGE
 from lovely.remotetask.interfaces import NoSuchJob
 from lovely.remotetask.interfaces import UnknownTask
+from lovely.remotetask.interfaces import VIEW
 
 
 #: The task name is not a task of the service.
@@ -81,8 +83,6 @@ MININT, MAXINT = -2 ** 31, 2 ** 31 - 1
 #: Arrays and structs are nested at most this deep, in input and results.
 MAX_DEPTH = 100
 
-VIEW = 'lovely.remotetask.View'
-MANAGE = 'lovely.remotetask.Manage'
 
 UTC = datetime.timezone.utc
 

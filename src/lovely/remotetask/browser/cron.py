@@ -25,8 +25,7 @@ from zope.traversing.browser import absoluteURL
 from lovely.remotetask.browser.schedule import FIELDS
 from lovely.remotetask.browser.schedule import formatField
 from lovely.remotetask.browser.schedule import parseField
-from lovely.remotetask.browser.util import crossOrigin
-from lovely.remotetask.browser.util import forbidden
+from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import formText
 from lovely.remotetask.interfaces import CRONJOB
@@ -65,10 +64,9 @@ class CronJobForm(BrowserPage):
 
     def __call__(self):
         self.errors = {}
-        if self.request.method == 'POST':
-            refused = crossOrigin(self.request)
-            if refused:
-                return forbidden(self.request, refused)
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
         if self.request.method == 'POST' and self.buttonName in \
                 self.request.form:
             schedule = self.parse()

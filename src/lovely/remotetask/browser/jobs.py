@@ -21,19 +21,18 @@ from zope.security import checkPermission
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.table import JobsTable
-from lovely.remotetask.browser.util import crossOrigin
-from lovely.remotetask.browser.util import forbidden
+from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import MANAGE
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STATUSES
 
 
 _ = MessageFactory('lovely.remotetask')
 
-MANAGE = 'lovely.remotetask.Manage'
 
 #: What a button tells when it is done: key -> (message, its numbers).
 MESSAGES = {
@@ -90,10 +89,9 @@ class JobsView(BrowserPage):
     message = None
 
     def __call__(self):
-        if self.request.method == 'POST':
-            refused = crossOrigin(self.request)
-            if refused:
-                return forbidden(self.request, refused)
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
         if self.update():
             return ''
         return self.template()

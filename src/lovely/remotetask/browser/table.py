@@ -149,8 +149,18 @@ class JobsTable(table.Table):
         args.update(changes)
         query = urlencode(sorted((k, v) for k, v in args.items()
                                  if v is not None))
-        url = absoluteURL(self.context, self.request)
+        url = self.serviceURL
         return f'{url}?{query}' if query else url
+
+    @property
+    def serviceURL(self):
+        """The service's URL, computed once per table (it is in every
+        link, and in every row's link to its job)."""
+        if self._serviceURL is None:
+            self._serviceURL = absoluteURL(self.context, self.request)
+        return self._serviceURL
+
+    _serviceURL = None
 
     def setUpColumns(self):
         select = [column.addColumn(self, SelectColumn, 'select', weight=0)]
@@ -294,7 +304,8 @@ class CreatedColumn(JobColumn):
     cssClass = 'tableCreated'
 
     def renderCell(self, job):
-        url = absoluteURL(job, self.request)
+        # A job's __name__ is its id: no walk up to the root per row.
+        url = f'{self.table.serviceURL}/{job.id}'
         return (f'<a href="{html.escape(url)}">'
                 f'{html.escape(formatDate(job.created))}</a>')
 

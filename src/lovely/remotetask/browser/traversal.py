@@ -9,8 +9,7 @@ from zope.publisher.interfaces import NotFound
 from zope.security import checkPermission
 from zope.security.interfaces import Unauthorized
 
-
-VIEW = 'lovely.remotetask.View'
+from lovely.remotetask.interfaces import VIEW
 
 
 class TaskServiceTraverser(SimpleComponentTraverser):

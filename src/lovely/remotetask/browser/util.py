@@ -134,6 +134,16 @@ def crossOrigin(request):
         query=request.get('QUERY_STRING', ''))
 
 
+def refuseCrossOrigin(request):
+    """For a state-changing view: the 403 text to return for a POST from
+    another site, or None to go on."""
+    if request.method == 'POST':
+        refused = crossOrigin(request)
+        if refused:
+            return forbidden(request, refused)
+    return None
+
+
 def forbidden(request, reason):
     """Answer 403 Forbidden; the text to return from the view."""
     response = request.response

@@ -192,7 +192,8 @@ class ServiceTestCase(unittest.TestCase):
                 self.assertIn(service.jobs[jobid]._statusKey,
                               service._index[status])
         self.assertEqual(sum(service.countJobs(s) for s in STATUSES),
-                         service.countJobs())
+                         len(service.jobs))
+        self.assertEqual(service.countJobs(), len(service.jobs))
         self.assertEqual(
             {name: set(ids.keys(min=1)) for name, ids
              in service._byTask.items() if len(ids.keys(min=1))},

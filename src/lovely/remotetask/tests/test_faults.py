@@ -578,10 +578,8 @@ class Stopping(LostWorker):
         # other worker takes the job over (which would run it twice).
         db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
-        busy = self.procs.start(
-            'busy', WORKER, self.config, '--dir', self.dir, '--label',
-            'busy', '--wait', 0.1, '--shutdown-timeout', 20)
-        self.waitReady(busy)
+        busy = self.startWorker('busy', 1, 0.1, True,
+                                '--shutdown-timeout', 20)
         jobid = service.add(faultsupport.BLOCK, {'name': 'finishing'})
         tm.commit()
         seen = self.waitStarted('finishing', 1)
@@ -609,10 +607,8 @@ class Stopping(LostWorker):
     def test_sigterm_long_job_goes_back_within_its_lease(self):
         db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
-        busy = self.procs.start(
-            'busy', WORKER, self.config, '--dir', self.dir, '--label',
-            'busy', '--wait', 0.1, '--shutdown-timeout', 0.5)
-        self.waitReady(busy)
+        busy = self.startWorker('busy', 1, 0.1, True,
+                                '--shutdown-timeout', 0.5)
         jobid = service.add(faultsupport.BLOCK, {'name': 'long'})
         tm.commit()
         seen1 = self.waitStarted('long', 1)

@@ -19,25 +19,14 @@ import urllib.error
 import urllib.request
 import xmlrpc.client
 
+from lovely.remotetask.tests.faultsupport import waitFor
+
 
 #: The longest a process may take to start or to stop, in seconds.
 STARTUP = 120.0
 SHUTDOWN = 60.0
 #: The longest a job may take to complete.
 COMPLETION = 60.0
-POLL = 0.05
-
-
-def until(condition, timeout, what):
-    """Poll ``condition`` until it returns a true value or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f'Timed out after {timeout}s: {what}')
-        time.sleep(POLL)
 
 
 def environment(**changes):
@@ -74,7 +63,8 @@ class Remotetask:
                     f'remotetask exited with {self.process.returncode} '
                     f'before printing {pattern!r}:\n{self.output()}')
             return match
-        return until(found, timeout, f'{pattern!r} in\n{self.output()}')
+        return waitFor(found, timeout,
+                       message=f'{pattern!r} in\n{self.output()}')
 
     def stop(self, signum=signal.SIGTERM, timeout=SHUTDOWN):
         """Send ``signum`` and return the exit code."""
@@ -322,8 +312,8 @@ class ServeTests(unittest.TestCase):
             jobid = proxy.add('echo', {'foo': 'bar'})
             self.assertIsInstance(jobid, int)
             # Nobody clicks "Start Processing": autostart (*@*) did it.
-            until(lambda: proxy.getStatus(jobid) == 'completed',
-                  COMPLETION, f'job {jobid} completed')
+            waitFor(lambda: proxy.getStatus(jobid) == 'completed',
+                    COMPLETION, message=f'job {jobid} completed')
             self.assertEqual(proxy.getResult(jobid), {'foo': 'bar'})
 
 
@@ -362,8 +352,8 @@ class ShutdownTests(unittest.TestCase):
                       server.output())
         with xmlrpc.client.ServerProxy(
                 serviceURL(url, 'boss:Very-Secret')) as proxy:
-            until(lambda: proxy.getStatus(jobid) == 'completed',
-                  COMPLETION, f'job {jobid} completed')
+            waitFor(lambda: proxy.getStatus(jobid) == 'completed',
+                    COMPLETION, message=f'job {jobid} completed')
 
         # A FileStorage serves one process: a worker is told so.
         worker = self.start('worker', name='worker')
@@ -466,8 +456,8 @@ class WorkerTests(unittest.TestCase):
         self.worker.waitFor(
             r'Worker connected to FileStorage var/Data\.fs')
         self.worker.waitFor(r'processing @tasks with 2 thread')
-        until(lambda: set(self.statuses(ids).values()) == {'completed'},
-              COMPLETION, 'all jobs completed')
+        waitFor(lambda: set(self.statuses(ids).values()) == {'completed'},
+                COMPLETION, message='all jobs completed')
         self.assertEqual(self.worker.stop(signal.SIGTERM), 0,
                          self.worker.output())
         output = self.worker.output()
