@@ -40,6 +40,7 @@ from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import wakeup
 from lovely.remotetask.interfaces import TransactionEnded
 
 
@@ -71,10 +72,13 @@ class BaseProcessor:
     claimRetries = 5
     #: An idle processor compacts the service's indexes at most this often.
     compactInterval = 10.0
+    #: How many processors claim from the service at once (sizes groups).
+    claimers = 1
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
-                 partition=None, workerId=None):
+                 partition=None, workerId=None, maxGroup=100):
         self.db = db
+        self.maxGroup = maxGroup
         self.oid = serviceOid
         self.name = name
         self.waitTime = waitTime
@@ -90,6 +94,7 @@ class BaseProcessor:
         self._keeper = None
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
+        self._watching = None   # oids whose change wakes this processor
 
     # -- transactions ---------------------------------------------------------
 
@@ -117,28 +122,45 @@ class BaseProcessor:
 
     def claim(self, now=None):
         """Claim the next due job (committed); return its id or None."""
+        jobids = self.claimGroup(now, 1)
+        return jobids[0] if jobids else None
+
+    def claimGroup(self, now=None, limit=None):
+        """Claim a group of due jobs in one commit; return their ids.
+
+        The group is one job when the queue is short and grows with it, up
+        to ``limit`` (``maxGroup``).
+        """
         self._nowAndThen('recover', (self._leaseTime or 60.0) / 2,
                          lambda service, now: service.recover(now), 2, now)
+        limit = self.maxGroup if limit is None else limit
 
         def claim(service, now):
             self._leaseTime = service.leaseTime
-            job = service.claim(self.workerId, now, self._claimPartition())
-            if job is None:
+            if self._watching is None:
+                self._watching = service.wakeOids()
+            size = service.groupSize(limit, self.claimers)
+            jobs = service.claimGroup(self.workerId, size, now,
+                                      self._claimPartition())
+            if not jobs:
                 self._nextDue = service.nextScheduled()
-                return None
-            return job.id
+            return [job.id for job in jobs]
         try:
-            jobid = self._transact(claim, self.claimRetries, now)
+            jobids = self._transact(claim, self.claimRetries, now)
         except TransientError:
             log.info('%s: claims keep conflicting; trying again later',
                      self.workerId)
-            return None
-        if jobid is None:
+            return []
+        if self._watching and not self._stopping.is_set():
+            # Commits of other processes wake this processor from now on.
+            wakeup.watch(self.db, self, self._watching)
+            self._watching = ()
+        if not jobids:
             # Idle: put index sets that a burst spread over several
             # buckets back into one (see TaskService.compact).
             self._nowAndThen('compact', self.compactInterval,
                              lambda service, now: service.compact(), 0)
-        return jobid
+        return jobids
 
     def _nowAndThen(self, name, interval, func, retries, now=None):
         """``_transact(func)``, at most every ``interval`` seconds.
@@ -160,20 +182,106 @@ class BaseProcessor:
 
     def run(self, jobid, now=None):
         """Run a claimed job: the task and the completion in one commit."""
+        self.runGroup([jobid], now)
+
+    def runGroup(self, jobids, now=None):
+        """Run claimed jobs: their tasks and completions in one commit.
+
+        Each task runs in a savepoint of its own: a task that fails is
+        rolled back to it and its failure recorded with the others'
+        completions; a task that conflicts, and every job of a group whose
+        commit conflicts, runs again alone.
+        """
+        self._track(jobids)
+        try:
+            if len(jobids) == 1:
+                self._run(jobids[0], now)
+                return
+            for jobid in self._runTogether(jobids, now):
+                self._run(jobid, now)
+        finally:
+            self._untrack(jobids)
+
+    def _track(self, jobids):
+        """Keep the leases of ``jobids`` while they run."""
         with self._runningLock:
-            self._running.add(jobid)
+            self._running.update(jobids)
             if self._keeper is None:
                 self._keeper = threading.Thread(
                     target=self._keepLeases, name=f'leases:{self.name}',
                     daemon=True)
                 self._keeper.start()
+
+    def _untrack(self, jobids):
+        with self._runningLock:
+            self._running.difference_update(jobids)
+            if not self._running and self._stopping.is_set():
+                self._keeperWake.set()  # let the keeper end
+
+    def _runTogether(self, jobids, now):
+        """Run a group in one transaction; return the ids to run alone."""
+        tm = transaction.manager.manager
+        conn = self.db.open(transaction_manager=tm)
         try:
-            self._run(jobid, now)
+            tm.begin()
+            service = conn.get(self.oid)
+            txn = tm.get()
+            setSite(service.site())
+            alone = []
+            try:
+                for index, jobid in enumerate(jobids):
+                    job = service.jobs.get(jobid)
+                    if not self._holds(job):
+                        self._leave(jobid, job)
+                        continue
+                    if not self._runSaved(service, job, tm, txn, now):
+                        alone.append(jobid)
+            except _GroupBroken as broken:
+                # The task ended the transaction: what it committed stays;
+                # its job fails, the others run alone (those it committed
+                # as completed are no longer ours and are left).
+                tm.abort()
+                self._fail(jobids[index], broken.error, broken.text, now)
+                return jobids[:index] + jobids[index + 1:]
+            finally:
+                setSite(None)
+            try:
+                tm.commit()
+            except TransientError as error:
+                tm.abort()
+                log.info('%s: a group of %d jobs conflicted (%s); running '
+                         'them one by one', self.workerId, len(jobids),
+                         error.__class__.__name__)
+                return list(jobids)
+            return alone
         finally:
-            with self._runningLock:
-                self._running.discard(jobid)
-                if not self._running and self._stopping.is_set():
-                    self._keeperWake.set()  # let the keeper end
+            tm.abort()
+            conn.close()
+
+    def _runSaved(self, service, job, tm, txn, now):
+        """Run one job of a group in a savepoint; False if it conflicted."""
+        savepoint = tm.savepoint(optimistic=True)
+        try:
+            service.runJob(job, now)
+            checkTransaction(tm, txn)
+            return True
+        except TransientError:
+            savepoint.rollback()
+            return False
+        except BaseException as error:
+            # BaseException too: a task calling sys.exit() must not end
+            # the processor, nor leave its job processing.
+            text = traceback.format_exc()
+            if isinstance(error, TransactionEnded) or tm.get() is not txn:
+                raise _GroupBroken(error, text)
+            savepoint.rollback()
+            service.fail(job, error, text, now)
+            return True
+
+    def _leave(self, jobid, job):
+        log.warning('%s: job %s is no longer ours (%s); leaving it',
+                    self.workerId, jobid,
+                    'removed' if job is None else job.status)
 
     def _run(self, jobid, now):
         # The thread's own transaction manager, not a private one: a task
@@ -190,9 +298,7 @@ class BaseProcessor:
                 service = conn.get(self.oid)
                 job = service.jobs.get(jobid)
                 if not self._holds(job):
-                    log.warning('%s: job %s is no longer ours (%s); leaving '
-                                'it', self.workerId, jobid,
-                                'removed' if job is None else job.status)
+                    self._leave(jobid, job)
                     return
                 site = service.site()
                 setSite(site)
@@ -273,10 +379,10 @@ class BaseProcessor:
 
     def step(self, now=None):
         """See IProcessor."""
-        jobid = self.claim(now)
-        if jobid is None:
+        jobids = self.claimGroup(now)
+        if not jobids:
             return False
-        self.run(jobid, now)
+        self.runGroup(jobids, now)
         return True
 
     def __call__(self):
@@ -288,6 +394,7 @@ class BaseProcessor:
                           self.workerId)
         finally:
             self.stop()
+            wakeup.unwatch(self.db, self)
             _forget(self)
 
     def _loop(self):
@@ -322,6 +429,7 @@ class BaseProcessor:
     def stop(self):
         """See IProcessor."""
         self._stopping.set()
+        wakeup.unwatch(self.db, self)
         self._wakeup.set()
         self._keeperWake.set()
         keeper = self._keeper
@@ -344,7 +452,7 @@ class MultiProcessor(BaseProcessor):
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
                  maxThreads=5, **kw):
         super().__init__(db, serviceOid, name, waitTime, **kw)
-        self.maxThreads = maxThreads
+        self.maxThreads = self.claimers = maxThreads
         self._slots = threading.BoundedSemaphore(maxThreads)
         self._threads = set()
         self._rotation = itertools.count(random.randrange(1024))
@@ -356,39 +464,42 @@ class MultiProcessor(BaseProcessor):
         return next(self._rotation)
 
     def step(self, now=None):
-        """Claim one job and start it in a thread (waits for a free one)."""
+        """Claim a group of jobs and run it in a thread (waits for a free
+        one)."""
         if not self._slots.acquire(timeout=self.waitTime):
             return True  # all threads busy: not idle
         try:
-            jobid = self.claim(now)
+            jobids = self.claimGroup(now)
         except BaseException:
             self._slots.release()
             raise
-        if jobid is None:
+        if not jobids:
             self._slots.release()
             return False
         thread = threading.Thread(
-            target=self._runInThread, args=(jobid, now),
-            name=f'job-{jobid}:{self.name}', daemon=True)
+            target=self._runInThread, args=(jobids, now),
+            name=f'job-{jobids[0]}:{self.name}', daemon=True)
         self._threads.add(thread)
         try:
             thread.start()
         except BaseException as error:
-            # No thread for the claimed job: give it back at once rather
-            # than leaving it to its lease.
+            # No thread for the claimed jobs: give them back at once rather
+            # than leaving them to their leases.
             self._threads.discard(thread)
             self._slots.release()
-            self._fail(jobid, error, traceback.format_exc(), now)
+            text = traceback.format_exc()
+            for jobid in jobids:
+                self._fail(jobid, error, text, now)
             raise
         return True
 
-    def _runInThread(self, jobid, now):
+    def _runInThread(self, jobids, now):
         try:
-            self.run(jobid, now)
+            self.runGroup(jobids, now)
         except Exception:
-            log.exception('%s: job %s: recording its end failed; its lease '
-                          'will expire and it will be run again',
-                          self.workerId, jobid)
+            log.exception('%s: jobs %s: recording their end failed; their '
+                          'leases will expire and they will be run again',
+                          self.workerId, jobids)
         finally:
             self._threads.discard(threading.current_thread())
             self._slots.release()
@@ -400,6 +511,15 @@ class MultiProcessor(BaseProcessor):
         for thread in list(self._threads - {threading.current_thread()}):
             thread.join(None if deadline is None
                         else max(deadline - time.monotonic(), 0))
+
+
+class _GroupBroken(Exception):
+    """A task of a group ended the group's transaction."""
+
+    def __init__(self, error, text):
+        super().__init__(error)
+        self.error = error
+        self.text = text
 
 
 def _closed(db):

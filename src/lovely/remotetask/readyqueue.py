@@ -1,4 +1,8 @@
-"""The ready queue: job ids waiting to be claimed, oldest first.
+"""The ready queue of generation 1 (kept to load and evolve old databases).
+
+Generation 2 replaced these queues with the index of ``queued`` jobs
+(see jobtable.py), which an add writes anyway; ``evolve2`` removes them.
+What follows describes how they worked.
 
 Shape
 -----

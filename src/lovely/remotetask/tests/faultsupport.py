@@ -211,7 +211,7 @@ def openDatabase(configfile):
         return ZODB.config.databaseFromFile(f)
 
 
-def setUpDatabase(db, leaseTime=2.0, maxRetries=None, partitions=4):
+def setUpDatabase(db, leaseTime=2.0, maxRetries=None):
     """A root folder with a task service ``tasks`` and the test's sets.
 
     Returns the service's oid.  The service sits in a root folder at
@@ -226,7 +226,7 @@ def setUpDatabase(db, leaseTime=2.0, maxRetries=None, partitions=4):
     try:
         root = conn.root()
         root['Application'] = app = rootFolder()
-        app['tasks'] = service = TaskService(partitions=partitions)
+        app['tasks'] = service = TaskService()
         service.leaseTime = leaseTime
         if maxRetries is not None:
             service.maxRetries = maxRetries

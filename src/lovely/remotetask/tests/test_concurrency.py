@@ -31,15 +31,16 @@ from lovely.remotetask import task
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
+from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import STATUSES
-from lovely.remotetask.service import MAXID
-from lovely.remotetask.service import _spread
-from lovely.remotetask.service import _timeIds
+from lovely.remotetask.timeset import MAXID
+from lovely.remotetask.timeset import spread as _spread
+from lovely.remotetask.timeset import timeIds as _timeIds
 from lovely.remotetask.service import TaskService
-from lovely.remotetask.service import TimeSet
+from lovely.remotetask.timeset import TimeSet
 
 
 UTC = datetime.timezone.utc
@@ -198,17 +199,11 @@ class ServiceTestCase(unittest.TestCase):
             {name: set(ids.keys(min=1)) for name, ids
              in service._byTask.items() if len(ids.keys(min=1))},
             dict(byTask))
-        # Every queued job can be claimed: it is in exactly one ready
-        # queue, or in the schedule.
-        ready = collections.Counter(
-            jobid for queue in service._ready for enqueued, jobid in queue)
-        scheduled = set(_timeIds(service._schedule))
-        for jobid in byStatus[QUEUED]:
-            job = service.jobs[jobid]
-            if job.due is None:
-                self.assertEqual(ready[jobid], 1, f'job {jobid} not ready')
-            else:
-                self.assertIn(jobid, scheduled)
+        # Every queued job can be claimed: its key in the index of
+        # 'queued' (checked above) is the ready queue.  The schedule holds
+        # exactly the delayed and cron jobs.
+        self.assertEqual(set(_timeIds(service._schedule)),
+                         byStatus[DELAYED] | byStatus[CRONJOB])
 
     def commitRetrying(self, conn, redo, retries=5):
         """Commit; on a conflict abort and ``redo(service)``, as the
@@ -326,22 +321,19 @@ class ConcurrentAddTests(ServiceTestCase):
 class AddAndClaimTests(ServiceTestCase):
     """An add and a claim of the last queued job, at once."""
 
-    def addAndClaim(self, addFirst, samePartition):
+    def addAndClaim(self, addFirst):
         last, = self.addJobs(1, 1000)
         a, b = self.open(), self.open()
         sa, sb = self.service(a), self.service(b)
-        sa._v_nextid = 2000 if samePartition else 2001
+        sa._v_nextid = 2000
         new = sa.add('record', 'new')
         job = sb.claim('worker-b', self.now)
         self.assertEqual(job.id, last)
-        if samePartition:
-            # Both write the one bucket of the same ready queue: the add
-            # appends to it, the claim empties it.
-            queue = last % len(sa._ready)
-            self.assertEqual(new % len(sa._ready), queue)
-            self.assertEqual(sa._ready[queue]._buckets[-1]._p_oid,
-                             sb._ready[queue]._buckets[-1]._p_oid)
-            self.assertEqual(len(sb._ready[queue]._buckets[-1]), 0)
+        # Both write the one bucket of the ready queue (the index of
+        # 'queued'): the add appends to it, the claim takes its only job.
+        self.assertFalse(_spread(sa._index[QUEUED]))
+        self.assertEqual(sa._index[QUEUED]._p_oid, sb._index[QUEUED]._p_oid)
+        self.assertEqual(list(_timeIds(sb._index[QUEUED])), [])
         first, second = (a, b) if addFirst else (b, a)
         self.commit(first)
         self.commit(second)   # merges: no ConflictError
@@ -349,8 +341,7 @@ class AddAndClaimTests(ServiceTestCase):
         self.assertEqual(service.getStatus(last), PROCESSING)
         self.assertEqual(service.jobs[last].worker, 'worker-b')
         self.assertEqual(service.getStatus(new), QUEUED)
-        self.assertEqual(
-            [jobid for q in service._ready for _, jobid in q], [new])
+        self.assertEqual(list(_timeIds(service._index[QUEUED])), [new])
         self.assertConsistent(service)
         # The added job is claimable.
         claimed = self.transact(lambda s: s.claim('worker-c', self.now).id)
@@ -358,17 +349,11 @@ class AddAndClaimTests(ServiceTestCase):
         self.assertIsNone(self.transact(lambda s: s.claim('c', self.now)))
         self.assertConsistent(self.fresh())
 
-    def test_add_first_same_ready_queue(self):
-        self.addAndClaim(addFirst=True, samePartition=True)
+    def test_add_first_then_claim_merge(self):
+        self.addAndClaim(addFirst=True)
 
-    def test_claim_first_same_ready_queue(self):
-        self.addAndClaim(addFirst=False, samePartition=True)
-
-    def test_add_first_other_ready_queue(self):
-        self.addAndClaim(addFirst=True, samePartition=False)
-
-    def test_claim_first_other_ready_queue(self):
-        self.addAndClaim(addFirst=False, samePartition=False)
+    def test_claim_first_then_add_merge(self):
+        self.addAndClaim(addFirst=False)
 
     # After a burst.  A burst of jobs splits the 'queued' set of the
     # status index into several buckets, and BTrees never join them
@@ -441,7 +426,7 @@ class AddAndClaimTests(ServiceTestCase):
 
     def test_an_idle_processor_compacts(self):
         ids = self.addJobs(self.BURST, 1000)
-        proc = self.processor()
+        proc = self.processor(maxGroup=1)   # a step per job
         for jobid in ids:
             self.assertTrue(proc.step(self.now))
         self.assertTrue(_spread(self.fresh()._index[COMPLETED]))
@@ -458,7 +443,9 @@ class ConcurrentClaimTests(ServiceTestCase):
 
     def setUp(self):
         super().setUp()
-        # 16 jobs, 4 in each of the 4 ready queues (job id % 4).
+        # 16 jobs.  Claimers with partition p start at the (p % 4)-th run
+        # of jobs in the head of the ready queue (a run is a claim's
+        # group: one job for ``claim``).
         self.ids = self.addJobs(16, 1000)
 
     def claimBoth(self, pa, pb):
@@ -526,6 +513,29 @@ class ConcurrentClaimTests(ServiceTestCase):
         self.assertTrue(all(j.attempts == 1 for j in service.jobs.values()))
         self.assertConsistent(service)
 
+    def test_group_claims_from_different_partitions_both_commit(self):
+        a, b = self.open(), self.open()
+        ga = self.service(a).claimGroup('worker-a', 4, self.now, partition=0)
+        gb = self.service(b).claimGroup('worker-b', 4, self.now, partition=1)
+        self.assertEqual([j.id for j in ga], self.ids[:4])
+        self.assertEqual([j.id for j in gb], self.ids[4:8])
+        self.commit(a)
+        self.commit(b)     # different keys of the one bucket: merged
+        service = self.fresh()
+        self.assertEqual(service.countJobs(PROCESSING), 8)
+        self.assertEqual(
+            {service.jobs[i].worker for i in self.ids[:4]}, {'worker-a'})
+        self.assertEqual(
+            {service.jobs[i].worker for i in self.ids[4:8]}, {'worker-b'})
+        self.assertConsistent(service)
+
+    def test_group_claim_takes_scheduled_jobs_first(self):
+        cron = self.transact(lambda s: s.addCronJob('record', delay=0))
+        group = self.transact(lambda s: [
+            j.id for j in s.claimGroup('w', 3, self.now + seconds(1))])
+        self.assertEqual(group, [cron] + self.ids[:2])
+        self.assertConsistent(self.fresh())
+
 
 class StatusIndexTests(ServiceTestCase):
     """The counts per status stay true under concurrent transitions."""
@@ -536,24 +546,26 @@ class StatusIndexTests(ServiceTestCase):
         cron = self.transact(lambda s: s.addCronJob('record', minute=(0,)))
         conns = a, b, c, d = [self.open() for i in range(4)]
         sa, sb, sc, sd = map(self.service, conns)
-        # A: claims and completes a job of queue 0, adds a job.
+        # Claimers with a partition start at different places in the
+        # head of the ready queue: partition p takes its p-th job.
+        # A: claims and completes the first job, adds a job.
         job = sa.claim('a', self.now, partition=0)
         self.assertEqual(job.id, 1000)
         sa.runJob(job, self.now)
         sa._v_nextid = 3000
         added = sa.add('record', 'added')
-        # B: a job of queue 1 fails and is queued again; starts `later`.
+        # B: the second job fails and is queued again; starts `later`.
         job = sb.claim('b', self.now, partition=1)
         self.assertEqual(job.id, 1001)
         self.assertEqual(sb.fail(job, RuntimeError('x'), 'tb', self.now),
                          'retry')
         self.assertTrue(sb.startJob(later))
-        # C: cancels a queued job; a job of queue 3 fails for good.
+        # C: cancels a queued job; the third of those left fails for good.
         self.assertTrue(sc.cancel(1002))
-        job = sc.claim('c', self.now, partition=3)
+        job = sc.claim('c', self.now, partition=2)
         self.assertEqual(job.id, 1003)
         sc.fail(job, interfaces.TaskError('no'), None, self.now, retry=False)
-        # D: cancels the second job of queue 0 and the cron job.
+        # D: cancels another queued job and the cron job.
         self.assertTrue(sd.cancel(1004))
         self.assertTrue(sd.cancel(cron))
         for conn in (a, c, b, d):
@@ -963,7 +975,7 @@ class BadInputTests(ServiceTestCase):
         return dict(
             jobs={i: (j.status, j.attempts) for i, j in service.jobs.items()},
             counts={s: service.countJobs(s) for s in STATUSES},
-            ready=[list(q) for q in service._ready],
+            ready=list(service._index[QUEUED]),
             schedule=list(service._schedule),
             byTask={t: list(ids) for t, ids in service._byTask.items()},
             retired=list(service._retired))

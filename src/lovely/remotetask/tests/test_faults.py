@@ -418,16 +418,16 @@ class KillWorkers:
         self.assertTrue(aborted)
         self.assertEqual(aborted & set(service.jobs.keys()), set())
         self.assertEqual(aborted & set(side), set(), message)
-        # The status index and its counters agree with the jobs, and no
-        # item is left behind in the ready queues.
+        # The status index and its counters agree with the jobs; the ready
+        # queue (the index of 'queued') holds just the queued jobs.
         for status in ('queued', 'processing', 'error', 'completed'):
             expected = statuses.get(status, 0)
             self.assertEqual(service.countJobs(status), expected, status)
             self.assertEqual(service.countJobs(status, task='record'),
                              expected, status)
         self.assertFalse(service.hasJobsWaiting())
-        self.assertEqual([list(q) for q in service._ready],
-                         [[]] * len(service._ready))
+        self.assertEqual(len(service.listJobs('queued')),
+                         statuses.get('queued', 0))
 
 
 class LostWorker:
@@ -668,6 +668,34 @@ class Waking:
         figures(self, storage=self.storageName, **measured,
                 test_seconds=self.elapsed())
 
+    def test_remote_worker_is_woken_by_the_commit(self):
+        # A poll interval far longer than the deadline: only the
+        # invalidation of the service's counters can wake the worker.
+        db, oid, tm, conn = self.setUpService()
+        service = faultsupport.service(conn)
+        worker = self.startWorker('pushed', 1, 300.0)
+        latencies = []
+        for i in range(5):
+            # Let the worker fall idle (a completion is followed by one
+            # empty claim, then the long wait).
+            threading.Event().wait(0.3)
+            tm.begin()
+            jobid = service.add(faultsupport.RECORD)
+            tm.commit()
+            committed = faultsupport.utcnow()
+            waitFor(fresh(tm, lambda: service.getStatus(jobid)
+                          == 'completed'),
+                    30, 0.01, 'completion without polling')
+            latencies.append(
+                (service.jobs[jobid].started - committed).total_seconds())
+        self.procs.signal(worker, signal.SIGTERM)
+        self.assertEqual(self.procs.wait(worker, 60), 0)
+        latencies.sort()
+        figures(self, storage=self.storageName,
+                pushed=f'median {latencies[len(latencies) // 2]:.3f} s, '
+                       f'max {latencies[-1]:.3f} s',
+                test_seconds=self.elapsed())
+
 
 class Cron:
     """A cron job runs once per due time, however many processes claim."""
@@ -782,12 +810,12 @@ class ServerResolvesConflicts:
     """The server (or client) side conflict resolution is importable.
 
     A job added while another transaction claims from the same ready
-    queue: both commit (zc.queue resolves; over ZEO that happens in the
-    server process, which must import ``lovely.remotetask.readyqueue``).
+    queue: both commit (the BTree bucket of the index of 'queued'
+    resolves; over ZEO that happens in the server process).
     """
 
     def test_add_and_claim_merge(self):
-        db, oid, tm, conn = self.setUpService(partitions=1)
+        db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
         first = service.add(faultsupport.RECORD)
         tm.commit()
@@ -807,7 +835,8 @@ class ServerResolvesConflicts:
             self.fail(f'add and claim did not merge: {e!r}')
         tm.begin()
         self.assertEqual(service.getStatus(first), 'processing')
-        self.assertEqual([item[1] for item in service._ready[0]], [second])
+        self.assertEqual([job.id for job in service.listJobs('queued')],
+                         [second])
 
 
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,

@@ -27,9 +27,9 @@ from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.service import TaskService
-from lovely.remotetask.service import _spread
-from lovely.remotetask.service import _timeIds
-from lovely.remotetask.service import TimeSet
+from lovely.remotetask.timeset import spread as _spread
+from lovely.remotetask.timeset import timeIds as _timeIds
+from lovely.remotetask.timeset import TimeSet
 
 
 def provide(name, func):

@@ -4,7 +4,7 @@
 FileStorage at PATH on PORT (default: a free one) and prints ``ADDRESS
 host:port`` once it listens.  Conflict resolution runs in this
 process, so it must import what the resolving classes need
-(``lovely.remotetask.readyqueue``, ``zc.queue``, ``BTrees``): the test
+(``lovely.remotetask.timeset``, ``BTrees``): the test
 starts it with the same interpreter and ``PYTHONPATH`` as the workers.
 """
 import sys
@@ -14,7 +14,7 @@ from ZEO.runzeo import ZEOServer
 
 # Import the conflict-resolving classes now: a missing one fails here,
 # loudly, rather than as a ConflictError in some client much later.
-import lovely.remotetask.readyqueue  # noqa: F401
+import lovely.remotetask.timeset  # noqa: F401
 from lovely.remotetask.tests import faultsupport
 
 

@@ -1,0 +1,353 @@
+"""The job table: the jobs, their status index, the ready queue, the schedule.
+
+``JobTable`` is the part of a task service that keeps its persistent
+structures in step with its jobs.  Its structures (attributes of the
+service) and how they behave under concurrent transactions (several web
+requests adding jobs, several processors claiming and completing them, in
+one process or many):
+
+``jobs`` (IOBTree: id -> job)
+    Written by ``add`` (insert) and ``clean`` (delete) only; claims and
+    completions write the job objects, not the tree.  Concurrent inserts
+    merge (BTree buckets resolve conflicts).  Ids come in sequential runs
+    from a random start per connection (like zope.intid), so concurrent
+    adders write to different buckets; two connections picking the same id
+    conflict on the bucket and one retries with a new id.
+
+``_retired`` (IITreeSet)
+    Ids of cleaned jobs, so that an id handed out (say over XML-RPC) never
+    names another job later.
+
+``_index`` (dict: status -> time set, see timeset.py) and ``_counts``
+(dict: status -> BTrees.Length)
+    The status index, keyed by the time the job entered its status
+    (``job._statusKey``): the management UI counts, filters and pages with
+    it without loading jobs.  The dicts never change after creation, so
+    they are never rewritten; ``Length`` merges any concurrent changes.
+
+    The index of ``queued`` is also the ready queue: a queued job's key is
+    the time it may run from (now for a new job, the end of its backoff
+    for a repeated one), so the jobs that may run now are the head of the
+    set, oldest first.  An add writes the set's last bucket, a claim its
+    first ones; they merge (see timeset.py).  Concurrent claimers start at
+    different places in the head (``_readyKeys``) so that they rarely take
+    the same key (which conflicts, and one of them claims again).
+
+``_schedule`` (time set)
+    Delayed and cron jobs, keyed by their due time: the smallest key is the
+    next due job.
+
+``_byTask`` (OOBTree: task name -> IITreeSet of ids, with the sentinel -1)
+and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
+    The task filter of the UI; written by adds and cleans only.  Filtering
+    by task and status together walks the status's keys and tests each id
+    for membership in the task's set: no job is loaded.
+"""
+import datetime
+import itertools
+import random
+
+from BTrees.IIBTree import IITreeSet
+from BTrees.IIBTree import intersection
+from BTrees.IOBTree import IOBTree
+from BTrees.Length import Length
+from BTrees.OOBTree import OOBTree
+
+from lovely.remotetask import interfaces
+from lovely.remotetask import timeset
+from lovely.remotetask.interfaces import CRONJOB
+from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.interfaces import STATUSES
+from lovely.remotetask.timeset import MAXID
+from lovely.remotetask.timeset import keyId
+from lovely.remotetask.timeset import keySecond
+from lovely.remotetask.timeset import timeKey
+from lovely.remotetask.timeset import timeKeys
+
+
+UTC = datetime.timezone.utc
+#: Concurrent claimers start at one of this many places in the ready jobs.
+CLAIM_SPREAD = 4
+
+
+def now_(now=None):
+    """``now`` as an aware UTC datetime.
+
+    Accepts None (the current time), an aware datetime, or seconds since
+    the epoch (as the original package's ``time.time()`` values).
+    """
+    if now is None:
+        return datetime.datetime.now(UTC)
+    if isinstance(now, datetime.datetime):
+        if now.tzinfo is None:
+            raise ValueError(f'now must be timezone-aware, got {now!r}')
+        return now.astimezone(UTC)
+    return datetime.datetime.fromtimestamp(now, UTC)
+
+
+def checkJobId(jobid):
+    """The job id as an int; ``InvalidJobId`` for anything else."""
+    if isinstance(jobid, bool) or not isinstance(jobid, int) \
+            or not 0 < jobid < MAXID:
+        raise interfaces.InvalidJobId(jobid)
+    return jobid
+
+
+class JobTable:
+    """The structures of the module doc, as part of a task service."""
+
+    _v_nextid = None
+
+    def _initTable(self):
+        self.jobs = IOBTree()
+        self._retired = IITreeSet()
+        self._schedule = timeset.newTimeSet()
+        self._index = {status: timeset.newTimeSet() for status in STATUSES}
+        self._counts = {status: Length() for status in STATUSES}
+        self._byTask = OOBTree()
+        self._taskCounts = OOBTree()
+
+    # -- jobs by id ----------------------------------------------------------
+
+    def __getitem__(self, name):
+        """The job named by a decimal id (for traversal: SERVICE/JOBID)."""
+        try:
+            jobid = int(name)
+        except (TypeError, ValueError):
+            raise KeyError(name)
+        return self.jobs[jobid]
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def _job(self, jobid):
+        job = self.jobs.get(checkJobId(jobid))
+        if job is None:
+            raise interfaces.NoSuchJob(jobid)
+        return job
+
+    def _newId(self):
+        while True:
+            if self._v_nextid is None:
+                self._v_nextid = random.randrange(1, MAXID)
+            jobid = self._v_nextid
+            self._v_nextid = jobid + 1 if jobid + 1 < MAXID else None
+            if jobid not in self.jobs and jobid not in self._retired:
+                return jobid
+            self._v_nextid = None
+
+    def _insert(self, job):
+        status, job.status = job.status, None
+        job.__parent__ = self
+        self.jobs[job.id] = job
+        self._setStatus(job, status, job.created)
+        byTask = self._byTask.get(job.task)
+        if byTask is None:
+            byTask = self._byTask[job.task] = timeset.newIdSet()
+            self._taskCounts[job.task] = Length()
+        byTask.add(job.id)
+        self._taskCounts[job.task].change(1)
+
+    def _remove(self, status):
+        """Remove every job in ``status``; return their ids (an IITreeSet)."""
+        index = self._index[status]
+        keys = list(timeKeys(index))
+        for key in keys:
+            index.remove(key)
+            del self.jobs[keyId(key)]
+        self._counts[status].change(-len(keys))
+        removed = IITreeSet(keyId(key) for key in keys)
+        for task, byTask in self._byTask.items():
+            gone = intersection(byTask, removed)
+            for jobid in gone:
+                byTask.remove(jobid)
+            if gone:
+                self._taskCounts[task].change(-len(gone))
+        self._retired.update(removed)
+        return removed
+
+    # -- status, queue and schedule ------------------------------------------
+
+    def _setStatus(self, job, status, at=None):
+        """Move ``job`` to ``status`` in the index, keyed by ``at`` (now)."""
+        old = job.status
+        key = timeKey(now_(at), job.id)
+        if old == status and job._statusKey == key:
+            return
+        if old is not None:
+            self._index[old].remove(job._statusKey)
+            if old != status:
+                self._counts[old].change(-1)
+        job._statusKey = key
+        self._index[status].add(key)
+        if old != status:
+            self._counts[status].change(1)
+        job.status = status
+
+    def _queue(self, job, due=None):
+        """Queue ``job``, to run from ``due`` (None: now); wake a processor.
+
+        A job queued to run later (a repeat after a backoff) is keyed by
+        its due time, a job that may run now by the current time.
+        """
+        self._unschedule(job)
+        self._setStatus(job, QUEUED, due)
+        job.due = due
+        _wakeAfterCommit(self)
+
+    def _scheduleAt(self, job, status, due):
+        """Put a delayed or cron job into the schedule, due at ``due``."""
+        self._unschedule(job)
+        self._setStatus(job, status)
+        job.due = due
+        self._schedule.add(timeKey(due, job.id))
+        _wakeAfterCommit(self)
+
+    def _unschedule(self, job):
+        if job.due is not None and job.status in (DELAYED, CRONJOB):
+            self._schedule.discard(timeKey(job.due, job.id))
+        job.due = None
+
+    def _nextDue(self, now):
+        """The first scheduled job due at ``now``, or None."""
+        key = timeset.firstKey(self._schedule)
+        if key is None or keySecond(key) > now.timestamp():
+            return None
+        # Keys have whole seconds: the job may be due later in this one.
+        job = self.jobs[keyId(key)]
+        return job if job.due <= now else None
+
+    def _readyKeys(self, now, size, partition=None):
+        """Up to ``size`` keys of queued jobs that may run at ``now``.
+
+        The oldest first; with ``partition`` (an int), one of
+        ``CLAIM_SPREAD`` consecutive runs of ``size`` keys from the head,
+        so that concurrent claimers take different keys.  A key of an
+        earlier second is ready without loading its job; a later one (a
+        repeat waiting for its backoff, or a job added by a host whose
+        clock is ahead) is checked on its job, and at most ``size`` such
+        keys that are not due yet are looked at.
+        """
+        spread = 1 if partition is None else CLAIM_SPREAD
+        second = int(now.timestamp())
+        ready = []
+        notYet = 0
+        for key in timeKeys(self._index[QUEUED]):
+            if keySecond(key) >= second:
+                due = self.jobs[keyId(key)].due
+                if due is not None and due > now:
+                    notYet += 1
+                    if notYet > size + 16:
+                        break
+                    continue
+            ready.append(key)
+            if len(ready) >= size * spread:
+                break
+        if partition is not None and len(ready) > size:
+            start = (partition % spread) * size
+            start = min(start, len(ready) - size)
+            ready = ready[start:start + size]
+        return ready[:size]
+
+    def _firstQueued(self):
+        """When the first queued job may run (aware datetime), or None."""
+        key = timeset.firstKey(self._index[QUEUED])
+        if key is None:
+            return None
+        due = self.jobs[keyId(key)].due
+        return due or datetime.datetime.fromtimestamp(keySecond(key), UTC)
+
+    def nextScheduled(self):
+        """See ITaskServiceProcessing."""
+        due = [when for when in (
+            self._firstQueued(),
+            self.jobs[keyId(timeset.firstKey(self._schedule))].due
+            if timeset.firstKey(self._schedule) is not None else None)
+            if when is not None]
+        return min(due) if due else None
+
+    def wakeOids(self):
+        """The oids whose change means a job may be due (see wakeup.py)."""
+        return [self._counts[status]._p_oid
+                for status in (QUEUED, DELAYED, CRONJOB)]
+
+    def compact(self):
+        """See ITaskServiceProcessing."""
+        sets = list(self._index.items()) + [('schedule', self._schedule)]
+        return [name for name, keys in sets
+                if timeset.compact(keys, self._p_jar)]
+
+    # -- counting and listing ------------------------------------------------
+
+    @staticmethod
+    def _checkStatus(status):
+        if status is not None and status not in STATUSES:
+            raise ValueError(f'Unknown status: {status!r}')
+
+    def _filtered(self, status, task):
+        """The ids of the jobs in ``status`` of ``task`` (None: any), lazily.
+
+        By status: in the order the jobs entered it; otherwise by id.
+        """
+        self._checkStatus(status)
+        if task is not None:
+            byTask = self._byTask.get(task)
+            if byTask is None:
+                return iter(())
+            if status is None:
+                return iter(timeset.ids(byTask))
+            return (jobid for jobid in timeset.timeIds(self._index[status])
+                    if jobid in byTask)
+        if status is not None:
+            return timeset.timeIds(self._index[status])
+        return iter(self.jobs.keys())
+
+    def countJobs(self, status=None, task=None):
+        """See ITaskServiceRead."""
+        self._checkStatus(status)
+        if task is None and status is None:
+            # The counters, not len(self.jobs), which walks every bucket.
+            return sum(count() for count in self._counts.values())
+        if task is None:
+            return self._counts[status]()
+        if status is None:
+            count = self._taskCounts.get(task)
+            return 0 if count is None else count()
+        # Both: one membership test per job in the status, no job loaded.
+        return sum(1 for jobid in self._filtered(status, task))
+
+    def listJobs(self, status=None, task=None, start=0, size=None,
+                 reverse=False):
+        """See ITaskServiceRead."""
+        if task is None:
+            # Slices of BTree keys load only the buckets they need.
+            if status is None:
+                keys, toId = self.jobs.keys(), int
+            else:
+                self._checkStatus(status)
+                keys, toId = timeKeys(self._index[status]), keyId
+            if reverse:
+                # The counters, not len(keys), which walks every bucket.
+                stop = self.countJobs(status) - start
+                first = 0 if size is None else max(stop - size, 0)
+                selected = reversed(keys[first:max(stop, 0)])
+            else:
+                stop = None if size is None else start + size
+                selected = keys[start:stop]
+            return [self.jobs[toId(key)] for key in selected]
+        ids = self._filtered(status, task)
+        if reverse:
+            ids = reversed(list(ids))
+        stop = None if size is None else start + size
+        return [self.jobs[jobid]
+                for jobid in itertools.islice(ids, start, stop)]
+
+
+def _wakeAfterCommit(service):
+    # The processor module imports the service: import it late.
+    from lovely.remotetask import processor
+    processor.wakeAfterCommit(service)

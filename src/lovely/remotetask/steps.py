@@ -1,0 +1,241 @@
+"""The processing steps: claim, run, fail, recover, renew.
+
+``ProcessingSteps`` is the part of a task service that processors call,
+each step in a transaction the processor begins and commits (see
+processor.py and DESIGN.md):
+
+``claimGroup``
+    Takes up to ``size`` due jobs (scheduled ones first, then the ready
+    queue), marks them ``processing``, counts an attempt on each and
+    leases them to the worker: one transaction for the whole group.
+``runJob``
+    Runs one claimed job's task and marks it completed; a processor runs
+    a group of them in one transaction, each in a savepoint of its own.
+``fail``
+    Records a failed run and repeats the job (with backoff) while it has
+    attempts left.
+``recover``
+    Takes back the jobs whose lease expired (their worker died).
+``renewLeases``
+    Extends the leases of running jobs, writing only the lease objects.
+
+Concurrency: a claim writes the jobs it takes and the index buckets they
+leave and enter; two claimers taking the same job conflict and one of them
+claims again (the ready queue spreads concurrent claimers, see
+jobtable.py).  A run writes its jobs (and what the tasks write); a lease
+renewal writes only ``Lease`` objects, never a job, so it cannot conflict
+with a run.
+"""
+import datetime
+import io
+import logging
+import math
+import pickle
+
+import persistent
+
+from lovely.remotetask import interfaces
+from lovely.remotetask.interfaces import COMPLETED
+from lovely.remotetask.interfaces import CRONJOB
+from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
+from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.job import CronJob
+from lovely.remotetask.job import Lease
+from lovely.remotetask.job import MAX_DELAY
+from lovely.remotetask.jobtable import now_
+from lovely.remotetask.timeset import keyId
+from lovely.remotetask.timeset import timeIds
+
+
+log = logging.getLogger('lovely.remotetask')
+
+UNKNOWN_TASK_DELAY = 10.0   # seconds before repeating a job of an unknown task
+#: A failure of these is not repeated: the task says a repeat cannot help.
+NOT_REPEATED = (interfaces.TaskError, interfaces.TransactionEnded)
+
+
+def formatError(error):
+    """The one-line message stored for an exception.
+
+    ``TaskError`` is an expected failure: its message alone.  Anything else
+    gets its class name too.
+    """
+    name = error.__class__.__name__
+    if isinstance(error, interfaces.TaskError):
+        return str(error) or name
+    message = str(error)
+    return f'{name}: {message}' if message else name
+
+
+def checkStorable(output):
+    """Raise ``TaskError`` if ``output`` cannot be stored in the ZODB.
+
+    Found now, this is a failure of the task; found at commit, it would be
+    a failed commit repeated with every retry.
+    """
+    if output is None or isinstance(output, (str, bytes, int, float)):
+        return
+    pickler = pickle.Pickler(io.BytesIO(), 3)
+    # Persistent objects are stored by reference, as the ZODB does.
+    pickler.persistent_id = lambda obj: (
+        1 if isinstance(obj, persistent.Persistent) else None)
+    try:
+        pickler.dump(output)
+    except Exception as error:
+        raise interfaces.TaskError(
+            f'The output cannot be stored: {formatError(error)}')
+
+
+class ProcessingSteps:
+    """The steps of the module doc, as part of a task service."""
+
+    def claim(self, worker, now=None, partition=None):
+        """See ITaskServiceProcessing."""
+        jobs = self.claimGroup(worker, 1, now, partition)
+        return jobs[0] if jobs else None
+
+    def claimGroup(self, worker, size, now=None, partition=None):
+        """See ITaskServiceProcessing."""
+        now = now_(now)
+        jobs = []
+        while len(jobs) < size:
+            job = self._nextDue(now)
+            if job is None:
+                break
+            self._unschedule(job)
+            jobs.append(job)
+        for key in self._readyKeys(now, size - len(jobs), partition):
+            jobs.append(self.jobs[keyId(key)])
+        for job in jobs:
+            self._start(job, worker, now)
+        return jobs
+
+    def groupSize(self, limit, claimers=1):
+        """How many jobs a claimer should take: one when the queue is
+        short, a share of the queue when it is long, at most ``limit``."""
+        queued = self._counts[QUEUED]()
+        return max(1, min(limit, math.ceil(queued / (2 * claimers))))
+
+    def _claimJob(self, jobid, worker, now):
+        """Claim one particular job, if its status allows it."""
+        job = self._job(jobid)
+        if job.status not in (QUEUED, DELAYED, CRONJOB):
+            return None
+        self._unschedule(job)
+        self._start(job, worker, now)
+        return job
+
+    def _start(self, job, worker, now):
+        self._setStatus(job, PROCESSING)
+        job.attempts += 1
+        job.started = now
+        job.worker = worker
+        job.lease = Lease(worker, now + datetime.timedelta(
+            seconds=self.leaseTime))
+
+    def runJob(self, job, now=None):
+        """See ITaskServiceProcessing."""
+        task = self._getTask(job.task)
+        output = task(self, job.id, job.input)
+        checkStorable(output)
+        now = now_(now)
+        job.output = output
+        job.error = job.traceback = None
+        job.completed = now
+        job.lease = None
+        if isinstance(job, CronJob) and job.delay is None:
+            self._scheduleNext(job, now)
+        else:
+            self._setStatus(job, COMPLETED)
+
+    def _log(self, level, message, *args):
+        """Log when the current transaction commits (not if it aborts).
+
+        A failure recorded in a transaction that then conflicts is recorded
+        (and logged) again by the retry; logging at once would say it twice.
+        """
+        self._transactionManager().get().addAfterCommitHook(
+            lambda committed: committed and log.log(level, message, *args))
+
+    def fail(self, job, error, traceback=None, now=None, retry=True):
+        """See ITaskServiceProcessing."""
+        now = now_(now)
+        retry = retry and not isinstance(error, NOT_REPEATED)
+        message = error if isinstance(error, str) else formatError(error)
+        job.error = message
+        job.traceback = traceback
+        job.lease = None
+        retries = self.maxRetries if job.maxRetries is None \
+            else job.maxRetries
+        attempt = f'attempt {job.attempts} of {retries + 1}'
+        if isinstance(job, CronJob) and job.delay is None:
+            self._scheduleNext(job, now)
+            self._log(logging.ERROR,
+                      'Cron job %s (%r) failed: %s; next run at %s',
+                      job.id, job.task, message, job.due)
+            return 'rescheduled'
+        if retry and job.attempts <= retries:
+            # The traceback of a repeated attempt is logged now: the job
+            # keeps only the last one.
+            if traceback:
+                self._log(logging.ERROR,
+                          'Caught a generic exception, preventing thread '
+                          'from crashing\n%s\n%s', message.split(': ', 1)[-1],
+                          traceback.rstrip())
+            base = self.retryDelay if job.retryDelay is None \
+                else job.retryDelay
+            if isinstance(error, interfaces.UnknownTask):
+                # Another worker (deployed with the task) may run it: give
+                # the others time instead of spending the attempts at once.
+                base = max(base, UNKNOWN_TASK_DELAY)
+            delay = min(base * 2 ** (job.attempts - 1), MAX_DELAY)
+            self._queue(job, now + datetime.timedelta(seconds=delay)
+                        if delay else None)
+            self._log(logging.ERROR,
+                      'Job %s (%r): %s failed, repeating it%s: %s',
+                      job.id, job.task, attempt,
+                      f' in {delay:g} s' if delay else '', message)
+            return 'retry'
+        self._setStatus(job, ERROR)
+        job.completed = now
+        # The job keeps the message and the traceback; the log says where.
+        self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
+                  job.task, attempt if retry else 'not repeated', message)
+        return 'error'
+
+    def recover(self, now=None):
+        """See ITaskServiceProcessing."""
+        now = now_(now)
+        lost = []
+        for jobid in list(timeIds(self._index[PROCESSING])):
+            job = self.jobs[jobid]
+            lease = job.lease
+            if lease is not None and lease.expires > now:
+                continue
+            worker = lease.worker if lease is not None else job.worker
+            if lease is not None:
+                lease.revoked = True  # a late renewal now conflicts
+            self._log(logging.WARNING,
+                      'Job %s (%r): worker %s lost, lease expired', jobid,
+                      job.task, worker)
+            self.fail(job, f'WorkerLost: worker {worker} lost (its lease '
+                           f'expired at {job.leaseExpires or now})', None,
+                      now)
+            lost.append(jobid)
+        return lost
+
+    def renewLeases(self, jobids, worker, now=None):
+        """See ITaskServiceProcessing."""
+        now = now_(now)
+        expires = now + datetime.timedelta(seconds=self.leaseTime)
+        gone = []
+        for jobid in jobids:
+            job = self.jobs.get(jobid)
+            lease = job.lease if job is not None else None
+            if lease is None or lease.revoked or lease.worker != worker:
+                gone.append(jobid)
+            elif lease.expires < expires:
+                lease.expires = expires
+        return gone

@@ -1,0 +1,200 @@
+"""Group commit: a processor claims and completes many jobs per commit.
+
+Each job of a group runs in a savepoint of its own, so that one failing or
+conflicting task costs only itself; a group whose commit conflicts runs
+again one job at a time.  Exactly-once completion with the tasks' writes
+holds for every job of a group.
+"""
+from lovely.remotetask.interfaces import COMPLETED
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
+from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.tests.test_concurrency import ServiceTestCase
+
+
+class GroupTests(ServiceTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.provideTask('write', self.write)
+        self.provideTask('writeThenFail', self.writeThenFail)
+        self.provideTask('conflicting', self.conflicting)
+        self.interfere = set()
+
+    def write(self, service, jobid, input):
+        self.runs.append(jobid)
+        service._p_jar.root()['data'][jobid] = input
+        return input
+
+    def writeThenFail(self, service, jobid, input):
+        self.runs.append(jobid)
+        service._p_jar.root()['data'][jobid] = 'not kept'
+        raise RuntimeError('boom')
+
+    def conflicting(self, service, jobid, input):
+        """Writes the counter; another connection changes it first while
+        ``jobid`` is in ``self.interfere`` (once)."""
+        self.runs.append(jobid)
+        data = service._p_jar.root()['data']
+        data['counter'] += 1
+        if jobid in self.interfere:
+            self.interfere.discard(jobid)
+            self.transact(lambda s: s._p_jar.root()['data'].__setitem__(
+                'counter', s._p_jar.root()['data']['counter'] + 10))
+        return jobid
+
+    def addMixed(self, tasks):
+        def add(service):
+            service._v_nextid = 1000
+            return [service.add(name, f'input {i}', maxRetries=0)
+                    for i, name in enumerate(tasks)]
+        return self.transact(add)
+
+    def claimAll(self, proc):
+        """Claim every queued job for ``proc`` in one group."""
+        return self.transact(lambda s: [
+            job.id for job in s.claimGroup(proc.workerId, 100, self.now)])
+
+    def commits(self):
+        """How many transactions the database has committed so far."""
+        return len(list(self.db.storage.iterator()))
+
+    def test_a_long_queue_is_claimed_and_completed_in_groups(self):
+        ids = self.addMixed(['write'] * 40)
+        proc = self.processor(maxGroup=10)
+        before = self.commits()
+        steps = 0
+        while proc.step(self.now):
+            steps += 1
+        service = self.fresh()
+        self.assertEqual({service.getStatus(i) for i in ids}, {COMPLETED})
+        self.assertEqual(sorted(self.runs), ids)
+        data = service._p_jar.root()['data']
+        self.assertEqual({i: data[i] for i in ids},
+                         {i: f'input {n}' for n, i in enumerate(ids)})
+        # Groups of 10 while the queue is long, then smaller ones: far
+        # fewer than the two commits per job of one-by-one processing.
+        self.assertLess(steps, 10)
+        self.assertLess(self.commits() - before, 2 * steps + 2)
+        self.assertConsistent(service)
+
+    def test_a_lone_job_is_a_group_of_one(self):
+        proc = self.processor(maxGroup=10)
+        ids = self.addMixed(['write'])
+        self.assertEqual(proc.claimGroup(self.now), ids)
+
+    def test_the_group_grows_with_the_queue(self):
+        self.addMixed(['write'] * 30)
+        service = self.fresh()
+        self.assertEqual(service.groupSize(100), 15)
+        self.assertEqual(service.groupSize(10), 10)
+        self.assertEqual(service.groupSize(100, claimers=4), 4)
+
+    def test_a_failing_task_costs_only_itself(self):
+        ids = self.addMixed(['write', 'writeThenFail', 'write'])
+        proc = self.processor(maxGroup=10)
+        self.assertEqual(self.claimAll(proc), ids)
+        proc.runGroup(ids, self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR, COMPLETED])
+        self.assertEqual(service.getError(ids[1]), 'RuntimeError: boom')
+        self.assertIn('raise RuntimeError', service.jobs[ids[1]].traceback)
+        data = service._p_jar.root()['data']
+        # The failed task's write was rolled back to its savepoint; the
+        # others' writes committed with their completions.
+        self.assertNotIn(ids[1], data)
+        self.assertEqual((data[ids[0]], data[ids[2]]),
+                         ('input 0', 'input 2'))
+        self.assertConsistent(service)
+
+    def test_a_failing_task_with_retries_is_queued_again(self):
+        def add(service):
+            service._v_nextid = 1000
+            return [service.add('writeThenFail', maxRetries=1),
+                    service.add('write', 'ok')]
+        ids = self.transact(add)
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [QUEUED, COMPLETED])
+        self.assertEqual(service.jobs[ids[0]].attempts, 1)
+        self.assertConsistent(service)
+
+    def test_a_commit_conflict_reruns_the_group_one_by_one(self):
+        ids = self.addMixed(['conflicting'] * 3)
+        # The second task's run sees another transaction change the
+        # counter: the group's commit conflicts.
+        self.interfere = {ids[1]}
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED] * 3)
+        # Each job's increment counted once, on top of the other's 10.
+        self.assertEqual(service._p_jar.root()['data']['counter'], 13)
+        self.assertEqual([service.jobs[i].attempts for i in ids], [1] * 3)
+        self.assertEqual(sorted(self.runs), sorted(ids + ids))
+        self.assertIn('group of 3 jobs conflicted',
+                      '\n'.join(self.log.messages()))
+        self.assertConsistent(service)
+
+    def test_a_task_that_commits_breaks_only_its_job(self):
+        def committing(service, jobid, input):
+            self.runs.append(jobid)
+            service._p_jar.transaction_manager.commit()
+        self.provideTask('committing', committing)
+        ids = self.addMixed(['write', 'committing', 'write'])
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        # The first job's completion was committed by the task; the third
+        # ran alone afterwards.
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR, COMPLETED])
+        self.assertIn('TransactionEnded', service.getError(ids[1]))
+        self.assertEqual(self.runs, ids)
+        self.assertConsistent(service)
+
+    def test_a_job_taken_back_meanwhile_is_left_alone(self):
+        ids = self.addMixed(['write'] * 2)
+        proc = self.processor(maxGroup=10)
+        claimed = self.claimAll(proc)
+        self.assertEqual(claimed, ids)
+        # Another processor took the second job back (its lease expired).
+        self.transact(lambda s: s.fail(s.jobs[ids[1]], 'WorkerLost: test'))
+        proc.runGroup(claimed, self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR])
+        self.assertEqual(self.runs, ids[:1])
+        self.assertConsistent(service)
+
+    def test_leases_of_a_running_group_are_kept(self):
+        ids = self.addMixed(['write'] * 3)
+        proc = self.processor(maxGroup=10)
+        claimed = self.claimAll(proc)
+        proc._track(claimed)
+        self.assertEqual(set(proc._running), set(ids))
+        service = self.fresh()
+        self.assertEqual({service.jobs[i].status for i in ids}, {PROCESSING})
+        self.assertEqual({service.jobs[i].worker for i in ids},
+                         {proc.workerId})
+        proc._untrack(claimed)
+        self.assertEqual(proc._running, set())
+
+
+class ProcessNextTests(ServiceTestCase):
+    """``processNext`` is unchanged: one job, in the caller's
+    transaction."""
+
+    def test_one_job(self):
+        def add(service):
+            service._v_nextid = 1000
+            return [service.add('echo', i) for i in range(3)]
+        ids = self.transact(add)
+        self.assertTrue(self.transact(lambda s: s.processNext()))
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, QUEUED, QUEUED])

@@ -1,0 +1,134 @@
+"""Time sets: job ids ordered by a time, the job table's building block.
+
+A time set is an ``LLTreeSet`` keyed ``second << 31 | jobid``: ordered by
+time (whole seconds since the epoch), then by id.  The status index, the
+queue of ready jobs and the schedule are time sets (see jobtable.py).
+
+Concurrency
+-----------
+
+BTrees merge concurrent inserts and deletes of different keys, except a
+change that empties a bucket (the bucket is unlinked from its tree, which
+conflicts with an insert into it).  So every time set holds two sentinels
+that are never removed, the lowest and the highest possible key: the first
+and the last bucket never empty.  BTrees also refuse to merge the deletion
+of a bucket's first key with any other change to that bucket; in a
+one-bucket set the first key is the low sentinel, so there every add and
+claim merges.  A burst splits a set into several buckets, which BTrees
+never join again: then claims delete first keys of the bucket adds write
+to, and the second of two concurrent commits conflicts (and is retried).
+So an idle processor calls ``compact``, which puts a set that has become
+small back into one bucket.
+
+Id sets (``IITreeSet``) hold the sentinel -1 for the same reason.
+"""
+import math
+
+from BTrees.IIBTree import IITreeSet
+from BTrees.LLBTree import LLTreeSet
+
+
+MAXID = 2 ** 31          # job ids are XML-RPC ints: below 2**31
+_SENTINEL = -1           # in every id set, so that its buckets never empty
+_LOW, _HIGH = 0, 2 ** 63 - 1   # in every time set (see the module doc)
+#: ``compact`` rebuilds sets with at most this many keys.
+COMPACT_SIZE = 250
+
+
+class TimeSet(LLTreeSet):
+    """A time set (see the module doc) with buckets of up to 500 keys.
+
+    Bigger buckets than BTrees' default (120) split less often (a split
+    conflicts with every concurrent change to the bucket) and keep a set
+    of up to 500 jobs in one bucket, where every add and claim merges.
+    """
+    max_leaf_size = 500
+    max_internal_size = 500
+
+
+def timeKey(when, jobid):
+    """The key of ``jobid`` at ``when`` (an aware datetime)."""
+    return (math.floor(when.timestamp()) << 31) | jobid
+
+
+def keySecond(key):
+    """The whole second (since the epoch) of a key."""
+    return key >> 31
+
+
+def keyId(key):
+    """The job id of a key."""
+    return key & (MAXID - 1)
+
+
+def newTimeSet():
+    keys = TimeSet()
+    keys.update((_LOW, _HIGH))
+    return keys
+
+
+def timeKeys(timeset, min=_LOW + 1, max=_HIGH - 1):
+    """The keys of a time set, without its sentinels."""
+    return timeset.keys(min, max)
+
+
+def timeIds(timeset):
+    """The job ids of a time set, in time order."""
+    return (keyId(key) for key in timeKeys(timeset))
+
+
+def firstKey(timeset):
+    """The smallest key of a time set, or None if it is empty."""
+    for key in timeKeys(timeset):
+        return key
+    return None
+
+
+def spread(timeset):
+    """Does the set have more than one bucket?"""
+    state = timeset.__getstate__()
+    return state is not None and len(state) == 2
+
+
+def buckets(tree):
+    """The buckets of a BTree set that spans several buckets."""
+    bucket = tree._firstbucket
+    while bucket is not None:
+        yield bucket
+        bucket = bucket._next
+
+
+def compact(timeset, jar, size=COMPACT_SIZE):
+    """Put a small set that spans several buckets into one; True if done.
+
+    The rebuild writes the tree and a new bucket, not the old buckets: a
+    concurrent change to one of them would not conflict with it, and would
+    land in a bucket no longer in the set.  Reading them "current" makes
+    such a change a ReadConflictError for this transaction (an insert
+    committed after the rebuild conflicts on the tree, which BTrees read
+    current themselves).
+    """
+    if not spread(timeset):
+        return False
+    # Count at most what matters: the set may be huge.
+    items = []
+    for key in timeset:
+        items.append(key)
+        if len(items) > size + 2:
+            return False
+    for bucket in buckets(timeset):
+        jar.readCurrent(bucket)
+    timeset.clear()
+    timeset.update(items)
+    return True
+
+
+def newIdSet():
+    ids = IITreeSet()
+    ids.add(_SENTINEL)
+    return ids
+
+
+def ids(idset):
+    """The job ids of an id set, without its sentinel."""
+    return idset.keys(min=1)
