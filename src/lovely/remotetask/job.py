@@ -124,9 +124,11 @@ class CronJob(Job):
 
 
 class Lease(persistent.Persistent):
-    """Who runs a job, and until when.
+    """Who runs a job (or the group of jobs claimed with it), and until when.
 
-    Kept apart from the job: the worker renews it (in its own short
+    The jobs of a group share one lease: they are claimed, renewed and,
+    should their worker die, taken back together.  Kept apart from the
+    job: the worker renews it (in its own short
     transactions) while the run transaction holds the job, and the two
     never write the same object.  A processor that takes a lost job back
     writes the lease too, so that a late renewal conflicts with it instead

@@ -219,7 +219,12 @@ class BaseProcessor:
                 self._keeperWake.set()  # let the keeper end
 
     def _runTogether(self, jobids, now):
-        """Run a group in one transaction; return the ids to run alone."""
+        """Run a group in one transaction; return the ids to run alone.
+
+        The tasks run in savepoints; the jobs' own bookkeeping (status,
+        index, output) is written after the last task, outside them, so
+        that a savepoint stores only what its task wrote.
+        """
         tm = transaction.manager.manager
         conn = self.db.open(transaction_manager=tm)
         try:
@@ -227,19 +232,26 @@ class BaseProcessor:
             service = conn.get(self.oid)
             txn = tm.get()
             setSite(service.site())
-            alone = []
+            alone, ends = [], []
+            # The bookkeeping is written when the transaction commits, also
+            # should a task commit it: then the jobs before that task are
+            # completed with their writes, exactly once.
+            txn.addBeforeCommitHook(self._end, (service, ends, now))
             try:
                 for index, jobid in enumerate(jobids):
                     job = service.jobs.get(jobid)
                     if not self._holds(job):
                         self._leave(jobid, job)
                         continue
-                    if not self._runSaved(service, job, tm, txn, now):
+                    end = self._runSaved(service, job, tm, txn)
+                    if end is None:
                         alone.append(jobid)
+                    else:
+                        ends.append((job, end))
             except _GroupBroken as broken:
-                # The task ended the transaction: what it committed stays;
-                # its job fails, the others run alone (those it committed
-                # as completed are no longer ours and are left).
+                # The task ended the transaction: what it committed stays
+                # (the jobs before it completed); its job fails, the
+                # others run alone (those no longer ours are left).
                 tm.abort()
                 self._fail(jobids[index], broken.error, broken.text, now)
                 return jobids[:index] + jobids[index + 1:]
@@ -258,16 +270,30 @@ class BaseProcessor:
             tm.abort()
             conn.close()
 
-    def _runSaved(self, service, job, tm, txn, now):
-        """Run one job of a group in a savepoint; False if it conflicted."""
+    @staticmethod
+    def _end(service, ends, now):
+        """Write the ends of a group's runs (before its commit)."""
+        for job, (output, error, text) in ends:
+            if error is None:
+                service.complete(job, output, now)
+            else:
+                service.fail(job, error, text, now)
+        del ends[:]
+
+    def _runSaved(self, service, job, tm, txn):
+        """Run one task of a group in a savepoint.
+
+        Returns ``(output, error, traceback)``, or None if the task
+        conflicted (it is rolled back, to run again alone).
+        """
         savepoint = tm.savepoint(optimistic=True)
         try:
-            service.runJob(job, now)
+            output = service.runTask(job)
             checkTransaction(tm, txn)
-            return True
+            return output, None, None
         except TransientError:
             savepoint.rollback()
-            return False
+            return None
         except BaseException as error:
             # BaseException too: a task calling sys.exit() must not end
             # the processor, nor leave its job processing.
@@ -275,8 +301,7 @@ class BaseProcessor:
             if isinstance(error, TransactionEnded) or tm.get() is not txn:
                 raise _GroupBroken(error, text)
             savepoint.rollback()
-            service.fail(job, error, text, now)
-            return True
+            return None, error, text
 
     def _leave(self, jobid, job):
         log.warning('%s: job %s is no longer ours (%s); leaving it',

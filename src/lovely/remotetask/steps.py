@@ -108,8 +108,10 @@ class ProcessingSteps:
             jobs.append(job)
         for key in self._readyKeys(now, size - len(jobs), partition):
             jobs.append(self.jobs[keyId(key)])
+        # One lease for the group: its jobs are renewed, and expire, as one.
+        lease = self._newLease(worker, now)
         for job in jobs:
-            self._start(job, worker, now)
+            self._start(job, worker, now, lease)
         return jobs
 
     def groupSize(self, limit, claimers=1):
@@ -127,19 +129,33 @@ class ProcessingSteps:
         self._start(job, worker, now)
         return job
 
-    def _start(self, job, worker, now):
+    def _newLease(self, worker, now):
+        return Lease(worker, now + datetime.timedelta(seconds=self.leaseTime))
+
+    def _start(self, job, worker, now, lease=None):
         self._setStatus(job, PROCESSING)
         job.attempts += 1
         job.started = now
         job.worker = worker
-        job.lease = Lease(worker, now + datetime.timedelta(
-            seconds=self.leaseTime))
+        job.lease = lease or self._newLease(worker, now)
 
     def runJob(self, job, now=None):
         """See ITaskServiceProcessing."""
+        self.complete(job, self.runTask(job), now)
+
+    def runTask(self, job):
+        """Run a claimed job's task; return its output (checked storable).
+
+        Raises what the task raises.  Changes nothing of the job.
+        """
         task = self._getTask(job.task)
         output = task(self, job.id, job.input)
         checkStorable(output)
+        return output
+
+    def complete(self, job, output, now=None):
+        """Mark a job whose task returned ``output`` completed (a cron job:
+        scheduled for its next run)."""
         now = now_(now)
         job.output = output
         job.error = job.traceback = None

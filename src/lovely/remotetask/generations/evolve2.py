@@ -14,7 +14,6 @@ from zope.generations.utility import getRootFolder
 from lovely.remotetask.interfaces import ITaskService
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.timeset import keyId
-from lovely.remotetask.timeset import timeKey
 from lovely.remotetask.timeset import timeKeys
 
 

@@ -157,6 +157,26 @@ class GroupTests(ServiceTestCase):
         self.assertEqual(self.runs, ids)
         self.assertConsistent(service)
 
+    def test_a_task_that_aborts_breaks_only_its_job(self):
+        def aborting(service, jobid, input):
+            self.runs.append(jobid)
+            service._p_jar.transaction_manager.abort()
+        self.provideTask('aborting', aborting)
+        ids = self.addMixed(['write', 'aborting', 'write'])
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        # The first job's run was aborted with the transaction: it ran
+        # again alone, and its write is there once.
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR, COMPLETED])
+        self.assertIn('TransactionEnded', service.getError(ids[1]))
+        self.assertEqual(self.runs, [ids[0], ids[1], ids[0], ids[2]])
+        data = service._p_jar.root()['data']
+        self.assertEqual((data[ids[0]], data[ids[2]]),
+                         ('input 0', 'input 2'))
+        self.assertConsistent(service)
+
     def test_a_job_taken_back_meanwhile_is_left_alone(self):
         ids = self.addMixed(['write'] * 2)
         proc = self.processor(maxGroup=10)
