@@ -265,15 +265,21 @@ class ITaskServiceManage(Interface):
         allow it (it is running or finished).
         """
 
-    def cancelAll():
-        """Cancel every cancellable job; return how many were cancelled."""
+    def cancelAll(limit=None):
+        """Cancel every cancellable job; return how many were cancelled.
 
-    def clean(status=REMOVABLE):
+        With ``limit``, at most that many, the newest first: call it again
+        (in a new transaction) until it returns less than ``limit`` to
+        cancel a large queue in batches (see ``bulk.inBatches``).
+        """
+
+    def clean(status=REMOVABLE, limit=None):
         """Remove the jobs in these statuses; return how many.
 
         Only cancelled, error and completed jobs may be removed; any other
         status raises ``ValueError`` and removes nothing.  Removed ids are
-        never handed out again.
+        never handed out again.  With ``limit``, at most that many, the
+        oldest first (see ``cancelAll``).
         """
 
     def processNext(now=None, jobid=None):

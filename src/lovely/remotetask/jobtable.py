@@ -152,10 +152,27 @@ class JobTable:
         byTask.add(job.id)
         self._taskCounts[job.task].change(1)
 
-    def _remove(self, status):
-        """Remove every job in ``status``; return their ids (an IITreeSet)."""
+    def _newest(self, status, limit=None):
+        """The ids of up to ``limit`` (None: all) jobs in ``status``, the
+        newest first; a list, so that the caller may change the index."""
         index = self._index[status]
-        keys = list(timeKeys(index))
+        ids = []
+        key = timeset._HIGH
+        while limit is None or len(ids) < limit:
+            try:
+                key = index.maxKey(key - 1)
+            except ValueError:
+                break
+            if key == timeset._LOW:
+                break
+            ids.append(keyId(key))
+        return ids
+
+    def _remove(self, status, limit=None):
+        """Remove up to ``limit`` (None: all) jobs in ``status``, the
+        oldest first; return their ids (an IITreeSet)."""
+        index = self._index[status]
+        keys = list(itertools.islice(timeKeys(index), limit))
         for key in keys:
             index.remove(key)
             del self.jobs[keyId(key)]

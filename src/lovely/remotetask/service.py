@@ -41,7 +41,6 @@ from lovely.remotetask.steps import formatError  # noqa: F401 (API)
 from lovely.remotetask.timeset import MAXID  # noqa: F401 (API)
 # Databases written before timeset.py existed name this class here.
 from lovely.remotetask.timeset import TimeSet  # noqa: F401
-from lovely.remotetask.timeset import timeIds
 
 
 @implementer(interfaces.ITaskService)
@@ -151,15 +150,17 @@ class TaskService(JobTable, ProcessingSteps, Contained,
         self._setStatus(job, CANCELLED)
         return True
 
-    def cancelAll(self):
+    def cancelAll(self, limit=None):
         """See ITaskServiceManage."""
         count = 0
         for status in CANCELLABLE:
-            for jobid in list(timeIds(self._index[status])):
+            # The newest first: claims take the oldest, so a cancel in
+            # batches while processors drain rarely meets their claims.
+            for jobid in self._newest(status, limit and limit - count):
                 count += self.cancel(jobid)
         return count
 
-    def clean(self, status=REMOVABLE):
+    def clean(self, status=REMOVABLE, limit=None):
         """See ITaskServiceManage."""
         if isinstance(status, str):
             status = (status,)
@@ -171,7 +172,7 @@ class TaskService(JobTable, ProcessingSteps, Contained,
                 f'not {", ".join(map(repr, bad))}')
         removed = 0
         for name in status:
-            removed += len(self._remove(name))
+            removed += len(self._remove(name, limit and limit - removed))
         return removed
 
     # -- reading -------------------------------------------------------------

@@ -18,8 +18,11 @@ from zope.browserpage import ViewPageTemplateFile
 from zope.i18nmessageid import MessageFactory
 from zope.publisher.browser import BrowserPage
 from zope.security import checkPermission
+from zope.security.interfaces import Unauthorized
+from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
+from lovely.remotetask import bulk
 from lovely.remotetask.browser.table import JobsTable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
@@ -244,12 +247,19 @@ class JobsView(BrowserPage):
                                       'selected': selected}
         return 'cancelled', {}
 
+    def _unproxied(self):
+        """The service for ``bulk``, which commits through its connection:
+        the permission the proxy would check is checked here."""
+        if not self.canManage():
+            raise Unauthorized('lovely.remotetask.Manage is needed')
+        return removeSecurityProxy(self.context)
+
     def cancelAll(self):
-        self.context.cancelAll()
+        bulk.cancelAll(self._unproxied())
         return 'all-cancelled', {}
 
     def _clean(self, statuses):
-        return 'cleaned', {'count': self.context.clean(statuses)}
+        return 'cleaned', {'count': bulk.clean(self._unproxied(), statuses)}
 
     def cleanCompleted(self):
         return self._clean((COMPLETED,))
