@@ -224,12 +224,22 @@ class ITaskServiceRead(Interface):
         Counting by status alone is O(1).
         """
 
-    def listJobs(status=None, task=None, start=0, size=None, reverse=False):
+    def listJobs(status=None, task=None, start=0, size=None, reverse=False,
+                 after=None):
         """Jobs (in that status, of that task), from ``start``.
 
         Filtered by status, in the order the jobs entered it; otherwise in
-        id order.  Loads only the jobs of the requested slice.
+        id order.  Loads only the jobs of the requested slice, but finding
+        ``start`` walks the index up to it.  With ``after`` (a job's
+        ``cursor`` in this list), the jobs after that one are listed
+        instead of ``start``: a page anywhere in a list of any length
+        costs the same (except filtered by status and task together,
+        which tests each job of the status for the task).
         """
+
+    def cursor(job, status=None, task=None):
+        """Where ``job`` stands in ``listJobs(status, task)``, for
+        ``after``: the page after it (or, with ``reverse``, before it)."""
 
 
 class ITaskServiceManage(Interface):

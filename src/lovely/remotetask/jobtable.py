@@ -338,30 +338,65 @@ class JobTable:
         return sum(1 for jobid in self._filtered(status, task))
 
     def listJobs(self, status=None, task=None, start=0, size=None,
-                 reverse=False):
+                 reverse=False, after=None):
         """See ITaskServiceRead."""
-        if task is None:
-            # Slices of BTree keys load only the buckets they need.
-            if status is None:
-                keys, toId = self.jobs.keys(), int
-            else:
-                self._checkStatus(status)
-                keys, toId = timeKeys(self._index[status]), keyId
-            if reverse:
-                # The counters, not len(keys), which walks every bucket.
-                stop = self.countJobs(status) - start
-                first = 0 if size is None else max(stop - size, 0)
-                selected = reversed(keys[first:max(stop, 0)])
-            else:
-                stop = None if size is None else start + size
-                selected = keys[start:stop]
-            return [self.jobs[toId(key)] for key in selected]
-        ids = self._filtered(status, task)
-        if reverse:
-            ids = reversed(list(ids))
+        ids = self._idsAfter(status, task, after, reverse)
         stop = None if size is None else start + size
         return [self.jobs[jobid]
                 for jobid in itertools.islice(ids, start, stop)]
+
+    def cursor(self, job, status=None, task=None):
+        """See ITaskServiceRead."""
+        return job._statusKey if status is not None else job.id
+
+    def _idsAfter(self, status, task, after, reverse):
+        """The ids of ``listJobs(status, task)`` after the cursor
+        ``after`` (None: from the start) in the list's order, descending
+        if ``reverse``, lazily: each step costs the same, whatever the
+        size of the list."""
+        self._checkStatus(status)
+        byTask = None if task is None else self._byTask.get(task)
+        if task is not None and byTask is None:
+            return iter(())
+        if status is not None:
+            keys = _following(self._index[status], after, reverse,
+                              timeset._LOW, timeset._HIGH)
+            ids = (keyId(key) for key in keys)
+            if byTask is not None:
+                # Not bounded: a membership test per job in the status.
+                ids = (jobid for jobid in ids if jobid in byTask)
+            return ids
+        if byTask is not None:
+            return _following(byTask, after, reverse, timeset._SENTINEL,
+                              None)
+        return _following(self.jobs, after, reverse, None, None)
+
+
+def _following(tree, after, reverse, low, high):
+    """The keys of ``tree`` after ``after`` (before it, if ``reverse``;
+    None: from the first or the last key), without the sentinels ``low``
+    and ``high``."""
+    if not reverse:
+        keys = tree.keys() if after is None else tree.keys(
+            after, excludemin=True)
+        for key in keys:
+            if key == low:
+                continue
+            if key == high:
+                return
+            yield key
+        return
+    try:
+        key = tree.maxKey() if after is None else tree.maxKey(after - 1)
+    except ValueError:
+        return
+    while key != low:
+        if key != high:
+            yield key
+        try:
+            key = tree.maxKey(key - 1)
+        except ValueError:
+            return
 
 
 def _wakeAfterCommit(service):

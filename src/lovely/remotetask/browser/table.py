@@ -6,6 +6,12 @@ from ``ITaskServiceRead.listJobs`` through a lazy sequence whose length is
 the service's: job ids, ascending or descending.  (Sorting by other
 columns would mean loading every job; filter by status instead.)
 
+A page costs the same wherever it is in a table of any size: the
+Previous and Next links carry the cursor of the row next to them
+(``jobs-after``, ``jobs-before``: see ``listJobs``), the last pages are
+read backwards from the end, and only a jump to a page far from both
+ends walks the index up to it.
+
 The markup of a row is the original package's::
 
     <tr class="odd">
@@ -70,14 +76,28 @@ class JobSequence:
         self.task = task
         self.reverse = reverse
         self._length = service.countJobs(status=status, task=task)
+        self.page = None     # (start, jobs) found by a cursor
 
     def __len__(self):
         return self._length
 
+    def list(self, start=0, size=None, reverse=False, after=None):
+        return self.service.listJobs(
+            status=self.status, task=self.task, start=start, size=size,
+            reverse=self.reverse != reverse, after=after)
+
     def _list(self, start, size):
-        return self.service.listJobs(status=self.status, task=self.task,
-                                     start=start, size=size,
-                                     reverse=self.reverse)
+        if self.page is not None and self.page[0] == start:
+            return self.page[1][:size]
+        end = self._length - start
+        if end < start:
+            # Nearer the end: read backwards from there.
+            return self.list(max(end - size, 0), min(size, end),
+                             reverse=True)[::-1]
+        return self.list(start, size)
+
+    def cursor(self, job):
+        return self.service.cursor(job, self.status, self.task)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -115,6 +135,7 @@ class JobsTable(table.Table):
         self.task = task
         self.selectable = selectable
         self.batch = None
+        self.jobs = None
 
     def getBatchSize(self):
         """The page size the request asks for, from 1 to 500."""
@@ -184,8 +205,27 @@ class JobsTable(table.Table):
         if start >= len(jobs):
             # Past the end (jobs were removed meanwhile): the last page.
             start = (len(jobs) - 1) // self.batchSize * self.batchSize
+        else:
+            self.findPage(jobs, start)
         self.batch = Batch(jobs, start=start, size=self.batchSize)
+        self.jobs = jobs
         return [self.setUpRow(job) for job in self.batch]
+
+    def findPage(self, jobs, start):
+        """The page by the cursor of the request, if it has one."""
+        after = _integer(self.request.get(self.prefix + '-after'))
+        before = _integer(self.request.get(self.prefix + '-before'))
+        size = self.batchSize
+        if after is not None:
+            page = jobs.list(size=size, after=after)
+        elif before is not None:
+            page = jobs.list(size=size, reverse=True, after=before)[::-1]
+            if len(page) < size:
+                return    # the first page: by its offset, 0
+        else:
+            return
+        if page:
+            jobs.page = (start, page)
 
     def sortRows(self):
         """The rows come sorted from the service."""
@@ -344,9 +384,10 @@ class JobsBatchProvider(batch.BatchProvider):
         self.batch = table.batch
         self.batches = table.batch.batches
 
-    def renderBatchLink(self, batch, cssClass=None, label=None):
-        url = self.table.url(**{
-            self.table.prefix + '-batchStart': batch.start or None})
+    def renderBatchLink(self, batch, cssClass=None, label=None, cursor=None):
+        prefix = self.table.prefix
+        url = self.table.url(**{prefix + '-batchStart': batch.start or None,
+                                **(cursor or {})})
         css = f' class="{cssClass}"' if cssClass else ''
         text = label or str(batch.index + 1)
         return f'<a href="{html.escape(url)}"{css}>{text}</a>'
@@ -354,12 +395,16 @@ class JobsBatchProvider(batch.BatchProvider):
     def render(self):
         links = [super().render()]
         translate = zope.i18n.translate
+        rows = self.table.rows
+        jobs, prefix = self.table.jobs, self.table.prefix
         if self.batch.previous is not None:
             links.insert(0, self.renderBatchLink(
                 self.batch.previous, 'previous',
-                html.escape(translate(_('Previous'), context=self.request))))
+                html.escape(translate(_('Previous'), context=self.request)),
+                {prefix + '-before': jobs.cursor(rows[0][0][0])}))
         if self.batch.next is not None:
             links.append(self.renderBatchLink(
                 self.batch.next, 'next',
-                html.escape(translate(_('Next'), context=self.request))))
+                html.escape(translate(_('Next'), context=self.request)),
+                {prefix + '-after': jobs.cursor(rows[-1][0][0])}))
         return '\n'.join(links)
