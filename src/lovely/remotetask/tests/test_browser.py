@@ -191,4 +191,5 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.traversal'),
         doctest.DocTestSuite('lovely.remotetask.browser.util'),
         doctest.DocTestSuite('lovely.remotetask.browser.job'),
+        doctest.DocTestSuite('lovely.remotetask.browser.cron'),
     ])
