@@ -369,6 +369,7 @@ class IProcessor(Interface):
     """Runs the jobs of one service: claim, run, complete, back off."""
 
     workerId = Attribute('A name unique to this processor (host:pid:...).')
+    running = Attribute('True until ``stop`` is called (read-only).')
 
     def step(now=None):
         """Claim and run one due job, each step in its own transaction.

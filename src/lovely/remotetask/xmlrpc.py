@@ -389,9 +389,11 @@ class Introspection(XMLRPCView):
 
 
 #: Every method of a service, ``system.*`` included: name -> (class of
-#: the view, attribute).
+#: the view, attribute).  0.5.2 answered the introspection methods by
+#: their bare names (``listMethods``) too; so does this package.
 METHODS = {**publishedMethods(TaskServiceAPI),
-           **publishedMethods(Introspection, 'system.')}
+           **publishedMethods(Introspection, 'system.'),
+           **publishedMethods(Introspection)}
 
 
 # -- publishing ---------------------------------------------------------------
