@@ -9,9 +9,9 @@ Configured in ``zope.conf``::
 Each entry is ``site@service``.  An empty site is the root folder; ``*``
 as site means the root folder and every site directly in it.  ``*`` as
 service means every task service of that site: the task service
-utilities registered in its own site manager (not those of the root
-folder that it sees through its bases) and the task services contained
-in the site folder itself.  A service named explicitly is looked up as
+utilities it sees, less those the root folder sees too (which it sees
+through its bases), and the task services contained in the site folder
+itself.  A service named explicitly is looked up as
 the site sees it, bases included.
 """
 import logging
@@ -51,16 +51,23 @@ def parseSpec(spec):
     return pairs
 
 
-def _services(site):
-    """name -> task service of one site: the utilities registered in its
-    own site manager (not those its bases make visible, such as the root
-    folder's: ``site1@*`` starts site1's services only, as in 0.5.2) and
-    the services contained in the site folder."""
+def _utilities(site):
+    if not ISite.providedBy(site):
+        return []
+    return list(site.getSiteManager().getUtilitiesFor(ITaskService))
+
+
+def _services(site, root):
+    """name -> task service of one site: the utilities it sees, less
+    those the root folder sees too (its bases make them visible:
+    ``site1@*`` starts site1's services only, as in 0.5.2), and the
+    services contained in the site folder."""
     found = {}
-    if ISite.providedBy(site):
-        for reg in site.getSiteManager().registeredUtilities():
-            if reg.provided.isOrExtends(ITaskService):
-                found.setdefault(reg.name, reg.component)
+    rootOnes = set() if site is root else {
+        id(util) for name, util in _utilities(root)}
+    for name, util in _utilities(site):
+        if id(util) not in rootOnes:
+            found[name] = util
     if hasattr(site, 'items'):
         for name, item in site.items():
             if ITaskService.providedBy(item):
@@ -99,7 +106,7 @@ def findServices(root, spec, label='autostart', level=logging.WARNING):
     for siteName, serviceName in parseSpec(spec):
         matched = False
         for name, site in _sites(root, siteName):
-            services = _services(site)
+            services = _services(site, root)
             if serviceName != '*':
                 service = services.get(serviceName) or _visible(
                     site, serviceName)

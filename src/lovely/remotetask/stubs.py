@@ -3,9 +3,12 @@ testing`` stubs, imported from there).
 
 ``TaskServiceStub`` is a task service whose tasks are ``ITaskStub``
 utilities instead of ``ITask`` ones, so that a test set-up can register
-stand-ins for the real tasks; its job ids count from 1.  It is the real
-service otherwise (so it answers as the service does), and it does not
-start processing threads: tests call ``process()``.
+stand-ins for the real tasks; its job ids count from 1.  It answers as
+0.5.2's stub did (TESTING.txt): ``add`` of an unknown task raises
+``ValueError('Task does not exist')``, ``cancel`` and ``process`` return
+None and ``cancel`` of an unknown job does nothing.  It is the real
+service otherwise, and it does not start processing threads: tests call
+``process()``.
 
 ``QueueStub`` is a list-backed ``zc.queue`` queue; ``ExceptionTask``
 always raises ``ZeroDivisionError``.
@@ -75,6 +78,19 @@ class TaskServiceStub(TaskService):
         jobid = self._counter
         self._counter += 1
         return jobid
+
+    def _getTask(self, name):
+        try:
+            return super()._getTask(name)
+        except interfaces.UnknownTask:
+            raise ValueError('Task does not exist') from None
+
+    def cancel(self, jobid):
+        if isinstance(jobid, int) and jobid in self.jobs:
+            super().cancel(jobid)
+
+    def process(self, now=None):
+        super().process(now)
 
     def startProcessing(self):
         raise NotImplementedError("Stub doesn't startProcessing")
