@@ -182,7 +182,7 @@ class ICronJob(IJob):
                              description='0 is Monday, 6 is Sunday.')
     delay = schema.Float(title='Delay', required=False,
                          description='Run once, this many seconds after '
-                                     'being scheduled.')
+                                     'being scheduled (0: no delay).')
     scheduledFor = schema.Datetime(
         title='Scheduled for', required=False, readonly=True,
         description='The next time the job is due (UTC), or None.')

@@ -101,6 +101,8 @@ class CronJob(Job):
             # task again for the same due time.
             raise interfaces.InvalidSchedule(
                 'The job is running: change its schedule when the run ends')
+        if delay == 0 and not isinstance(delay, bool):
+            delay = None  # as in 0.5.2: no delay, a cron job
         if delay is not None and not _isSeconds(delay, MAX_DELAY):
             raise interfaces.InvalidSchedule(
                 f'delay: expected seconds from 0 to {MAX_DELAY}, '
