@@ -136,8 +136,10 @@ WEEKDAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 def formatWeekdays(values):
     """Days of the week (0 is Monday) by name, for reading::
 
-    >>> formatWeekdays((0, 1, 2, 3, 4)), formatWeekdays((0, 6)), formatWeekdays(())
-    ('Mon-Fri', 'Mon,Sun', '*')
+    >>> formatWeekdays((0, 1, 2, 3, 4)), formatWeekdays((0, 6))
+    ('Mon-Fri', 'Mon,Sun')
+    >>> formatWeekdays(())
+    '*'
     """
     return formatField(values, 'dayOfWeek', lambda day: WEEKDAYS[day])
 

@@ -16,8 +16,6 @@ import random
 import unittest
 
 import transaction
-import ZODB
-from ZODB.DemoStorage import DemoStorage
 import zope.component
 import zope.component.testing
 from zope.component.hooks import setHooks
