@@ -160,8 +160,13 @@ class IJob(Interface):
 class ICronJob(IJob):
     """A job that runs on a schedule (or once after a delay).
 
-    Empty fields mean "any value"; all given fields must match.  Times are
-    UTC.  ``dayOfWeek`` 0 is Monday.
+    All given fields must match.  The finest field given sets the step:
+    empty fields finer than it mean their lowest value, empty fields
+    coarser than it mean any value (``hour=(2, 13)`` runs at 02:00 and
+    13:00; ``dayOfMonth=(1,)`` at 00:00 on the 1st; ``month=(5,)`` at 00:00
+    on 1 May; only ``minute``, or no field at all, runs every matching
+    minute).  Times are UTC.  ``dayOfWeek`` is Python's ``weekday()``:
+    0 is Monday, 6 is Sunday (crontab's 0 is Sunday).
     """
 
     minute = schema.Tuple(title='Minute', value_type=schema.Int(),
@@ -173,10 +178,11 @@ class ICronJob(IJob):
     month = schema.Tuple(title='Month', value_type=schema.Int(),
                          required=False)
     dayOfWeek = schema.Tuple(title='Day of week', value_type=schema.Int(),
-                             required=False)
+                             required=False,
+                             description='0 is Monday, 6 is Sunday.')
     delay = schema.Float(title='Delay', required=False,
                          description='Run once, this many seconds after '
-                                     'being scheduled.')
+                                     'being scheduled (0: no delay).')
     scheduledFor = schema.Datetime(
         title='Scheduled for', required=False, readonly=True,
         description='The next time the job is due (UTC), or None.')
@@ -258,6 +264,9 @@ class ITaskServiceManage(Interface):
     def addCronJob(task, input=None, minute=(), hour=(), dayOfMonth=(),
                    month=(), dayOfWeek=(), delay=None):
         """Add a cron job (or, with ``delay``, a delayed job); return its id.
+
+        See ``ICronJob`` for what the schedule fields mean (``dayOfWeek``
+        0 is Monday).
 
         Raises ``UnknownTask`` or ``InvalidSchedule``, adding nothing.
         """
@@ -376,6 +385,7 @@ class IProcessor(Interface):
     """Runs the jobs of one service: claim, run, complete, back off."""
 
     workerId = Attribute('A name unique to this processor (host:pid:...).')
+    running = Attribute('True until ``stop`` is called (read-only).')
 
     def step(now=None):
         """Claim and run one due job, each step in its own transaction.

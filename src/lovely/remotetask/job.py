@@ -12,6 +12,7 @@ worker can renew it while the run transaction holds the job.
 """
 import datetime
 import math
+import time
 
 import persistent
 from zope.interface import implementer
@@ -100,6 +101,8 @@ class CronJob(Job):
             # task again for the same due time.
             raise interfaces.InvalidSchedule(
                 'The job is running: change its schedule when the run ends')
+        if delay == 0 and not isinstance(delay, bool):
+            delay = None  # as in 0.5.2: no delay, a cron job
         if delay is not None and not _isSeconds(delay, MAX_DELAY):
             raise interfaces.InvalidSchedule(
                 f'delay: expected seconds from 0 to {MAX_DELAY}, '
@@ -121,6 +124,23 @@ class CronJob(Job):
     def nextRun(self, after):
         """The next due time strictly after ``after`` (an aware datetime)."""
         return cron.nextRun(self.schedule, after)
+
+    # -- 0.5.2 names ----------------------------------------------------------
+
+    def timeOfNextCall(self, now=None):
+        """0.5.2: the next call after ``now`` (seconds since the epoch,
+        default the current time), as seconds since the epoch; with a
+        delay, ``now`` plus the delay.  Write ``nextRun(after)`` instead
+        (datetimes)."""
+        from lovely.remotetask.compat import deprecated
+        deprecated('CronJob.timeOfNextCall(now)', 'CronJob.nextRun(after)')
+        if now is None:
+            now = time.time()
+        if self.delay is not None:
+            return int(now + self.delay)
+        after = datetime.datetime.fromtimestamp(now, UTC)
+        due = self.nextRun(after)
+        return None if due is None else int(due.timestamp())
 
 
 class Lease(persistent.Persistent):

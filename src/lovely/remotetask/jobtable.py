@@ -219,13 +219,16 @@ class JobTable:
     def _scheduleAt(self, job, status, due):
         """Put a delayed or cron job into the schedule, due at ``due``."""
         self._unschedule(job)
-        self._setStatus(job, status)
+        if job.status != status:
+            self._setStatus(job, status)
         job.due = due
         self._schedule.add(timeKey(due, job.id))
         _wakeAfterCommit(self)
 
     def _unschedule(self, job):
-        if job.due is not None and job.status in (DELAYED, CRONJOB):
+        if job.due is not None:
+            # A queued job's due time is its key in the index, not in the
+            # schedule (but for one stored before generation 3).
             self._schedule.discard(timeKey(job.due, job.id))
         job.due = None
 

@@ -462,6 +462,35 @@ class BaseProcessor:
                 and not self._running:
             keeper.join(5.0)
 
+    # -- 0.5.2 names ----------------------------------------------------------
+
+    @property
+    def running(self):
+        """See IProcessor: True until ``stop`` is called."""
+        return not self._stopping.is_set()
+
+    def hasJobsWaiting(self, now=None):
+        """Is a job due now?  (Its own transaction.)"""
+        return self._transact(
+            lambda service, now: service.hasJobsWaiting(now), 0, now)
+
+    def claimNextJob(self, now=None):
+        """0.5.2's name of ``claim``."""
+        from lovely.remotetask.compat import deprecated
+        deprecated('IProcessor.claimNextJob()', 'claim()')
+        return self.claim(now)
+
+    def processNext(self, jobid=None, now=None):
+        """0.5.2's name of ``step`` (no ``jobid``) and of ``run(jobid)``
+        (a job this processor claimed)."""
+        from lovely.remotetask.compat import deprecated
+        if jobid is None:
+            deprecated('IProcessor.processNext()', 'step()')
+            return self.step(now)
+        deprecated('IProcessor.processNext(jobid)', 'run(jobid)')
+        self.run(jobid, now)
+        return True
+
 
 class SimpleProcessor(BaseProcessor):
     """Runs one job at a time, oldest first."""
@@ -529,6 +558,11 @@ class MultiProcessor(BaseProcessor):
             self._threads.discard(threading.current_thread())
             self._slots.release()
             self.wake()
+
+    @property
+    def threads(self):
+        """The threads running jobs now, a copy (0.5.2's name)."""
+        return list(self._threads)
 
     def join(self, timeout=None):
         """Wait for the running jobs' threads."""
@@ -702,3 +736,10 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
     finally:
         for oid in started:
             _stopProcessor(db, oid, timeout)
+
+
+# -- 0.5.2 names -------------------------------------------------------------
+
+def __getattr__(name):
+    from lovely.remotetask import compat
+    return compat.moduleAttribute(__name__, name)

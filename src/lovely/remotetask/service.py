@@ -261,6 +261,8 @@ class TaskService(JobTable, ProcessingSteps, Contained,
 
     def stopProcessing(self):
         """See ITaskServiceManage."""
+        if self._p_jar is None or self._p_oid is None:
+            return  # never stored: nothing can be processing
         db, oid = self._processorKey()
         processor.stop(db, oid)
 
@@ -278,3 +280,10 @@ class TaskService(JobTable, ProcessingSteps, Contained,
                 return obj
             obj = getattr(obj, '__parent__', None)
         return None
+
+
+# -- 0.5.2 names -------------------------------------------------------------
+
+def __getattr__(name):
+    from lovely.remotetask import compat
+    return compat.moduleAttribute(__name__, name)

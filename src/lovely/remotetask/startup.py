@@ -9,8 +9,10 @@ Configured in ``zope.conf``::
 Each entry is ``site@service``.  An empty site is the root folder; ``*``
 as site means the root folder and every site directly in it.  ``*`` as
 service means every task service of that site: the task service
-utilities registered in its site manager and the task services contained
-in the site folder itself.
+utilities it sees, less those the root folder sees too (which it sees
+through its bases), and the task services contained in the site folder
+itself.  A service named explicitly is looked up as
+the site sees it, bases included.
 """
 import logging
 
@@ -49,17 +51,37 @@ def parseSpec(spec):
     return pairs
 
 
-def _services(site):
-    """name -> task service of one site (utilities and contained items)."""
+def _utilities(site):
+    if not ISite.providedBy(site):
+        return []
+    return list(site.getSiteManager().getUtilitiesFor(ITaskService))
+
+
+def _services(site, root):
+    """name -> task service of one site: the utilities it sees, less
+    those the root folder sees too (its bases make them visible:
+    ``site1@*`` starts site1's services only, as in 0.5.2), and the
+    services contained in the site folder."""
     found = {}
-    if ISite.providedBy(site):
-        for name, util in site.getSiteManager().getUtilitiesFor(ITaskService):
+    rootOnes = set() if site is root else {
+        id(util) for name, util in _utilities(root)}
+    for name, util in _utilities(site):
+        if id(util) not in rootOnes:
             found[name] = util
     if hasattr(site, 'items'):
         for name, item in site.items():
             if ITaskService.providedBy(item):
                 found.setdefault(name, item)
     return found
+
+
+def _visible(site, name):
+    """The task service utility ``name`` that ``site`` sees (its own or
+    one of its bases'), or None: a service named explicitly is looked up
+    as 0.5.2 did."""
+    if not ISite.providedBy(site):
+        return None
+    return site.getSiteManager().queryUtility(ITaskService, name)
 
 
 def _sites(root, siteName):
@@ -84,10 +106,11 @@ def findServices(root, spec, label='autostart', level=logging.WARNING):
     for siteName, serviceName in parseSpec(spec):
         matched = False
         for name, site in _sites(root, siteName):
-            services = _services(site)
+            services = _services(site, root)
             if serviceName != '*':
-                services = {serviceName: services[serviceName]} \
-                    if serviceName in services else {}
+                service = services.get(serviceName) or _visible(
+                    site, serviceName)
+                services = {} if service is None else {serviceName: service}
             for sname, service in services.items():
                 found.setdefault(f'{name}@{sname}', service)
                 matched = True
@@ -104,6 +127,20 @@ def findServices(root, spec, label='autostart', level=logging.WARNING):
 def autostartSpec():
     config = getProductConfiguration('lovely.remotetask') or {}
     return config.get('autostart', '')
+
+
+def getAutostartServiceNames():
+    """The entries of the autostart configuration, as ``site@service``.
+
+    >>> from zope.app.appsetup.product import setProductConfiguration
+    >>> setProductConfiguration('lovely.remotetask',
+    ...                         {'autostart': 'site1@a, @b *@*'})
+    >>> getAutostartServiceNames()
+    ['site1@a', '@b', '*@*']
+    >>> setProductConfiguration('lovely.remotetask', None)
+    """
+    return [f'{site}@{service}'
+            for site, service in parseSpec(autostartSpec())]
 
 
 def startServices(db, spec):

@@ -18,6 +18,9 @@ and the ``exception`` task, which always fails with a
 
 Processors that a test starts are stopped when the test ends, before
 its database is closed.
+
+The stubs of 0.5.2 are here too (see stubs.py): ``TaskServiceStub``,
+``ITaskStub``, ``QueueStub`` and ``ExceptionTask``.
 """
 import doctest
 import time
@@ -29,6 +32,10 @@ from zope.app.publisher.xmlrpc.testing import ServerProxy as _ServerProxy
 
 import lovely.remotetask
 from lovely.remotetask import processor
+from lovely.remotetask.stubs import ExceptionTask  # noqa: F401 (0.5.2)
+from lovely.remotetask.stubs import ITaskStub  # noqa: F401
+from lovely.remotetask.stubs import QueueStub  # noqa: F401
+from lovely.remotetask.stubs import TaskServiceStub  # noqa: F401
 from lovely.remotetask.task import SimpleTask
 
 

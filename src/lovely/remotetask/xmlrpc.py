@@ -288,10 +288,13 @@ class TaskServiceAPI(XMLRPCView):
                    dayOfMonth=(), month=(), dayOfWeek=(), delay=None):
         """Add a cron job for `task` with `input`; return its id.
 
-        The five schedule fields are arrays of integers (empty: any value;
-        dayOfWeek 0 is Monday; times are UTC).  The job runs whenever all
-        fields match.  With a `delay` in seconds the job runs once, that
-        long after it was added, instead.
+        The five schedule fields are arrays of integers; times are UTC;
+        dayOfWeek counts 0 = Monday to 6 = Sunday (Python's weekday(), not
+        crontab's).  The job runs when all given fields match, stepping by
+        the finest field given: empty finer fields mean their lowest value
+        (hour [2, 13] runs at 02:00 and 13:00), empty coarser fields any
+        value.  With a `delay` in seconds the job runs once, that long
+        after it was added, instead.
         """
         _check('task', task, str)
         schedule = {name: _schedule(name, value) for name, value in (
@@ -386,9 +389,11 @@ class Introspection(XMLRPCView):
 
 
 #: Every method of a service, ``system.*`` included: name -> (class of
-#: the view, attribute).
+#: the view, attribute).  0.5.2 answered the introspection methods by
+#: their bare names (``listMethods``) too; so does this package.
 METHODS = {**publishedMethods(TaskServiceAPI),
-           **publishedMethods(Introspection, 'system.')}
+           **publishedMethods(Introspection, 'system.'),
+           **publishedMethods(Introspection)}
 
 
 # -- publishing ---------------------------------------------------------------

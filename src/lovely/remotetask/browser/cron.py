@@ -1,8 +1,12 @@
 """The forms that add a cron job to a service and edit one.
 
-Both take the task and the five schedule fields as crontab-like text
-(see schedule.py: ``*`` selects every value) and an optional delay in
-seconds (a job with a delay runs once, that long after it is scheduled).
+Both take the task and the five schedule fields as text (see schedule.py:
+``*`` selects every value; the day of the week counts 0 = Monday to
+6 = Sunday, Python's ``weekday()``) and an optional delay in seconds (a
+job with a delay runs once, that long after it is scheduled).  The fields
+show the schedule as it runs: ``hour=(3,)`` shows minute 0 (see
+``schedule.toForm`` and ``fromForm``).  The add form also takes the job's
+input, as a Python literal (``{'foo': 'bar'}``, ``42``, ``'text'``).
 They act on POST requests only, and refuse a POST from a page of another
 site (403, see util.py).  A field sent twice or converted
 (``minute=1&minute=2``, ``minute:int=1``) is an error of that field.
@@ -15,6 +19,8 @@ can be changed only while the job waits for its next run (``cronjob`` or
 ``delayed``): a new job would bring a cancelled or finished one back to
 life.
 """
+import ast
+
 import transaction
 from zope.browserpage import ViewPageTemplateFile
 from zope.i18nmessageid import MessageFactory
@@ -23,8 +29,9 @@ from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import FIELDS
-from lovely.remotetask.browser.schedule import formatField
+from lovely.remotetask.browser.schedule import fromForm
 from lovely.remotetask.browser.schedule import parseField
+from lovely.remotetask.browser.schedule import toForm
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import formText
@@ -49,8 +56,28 @@ HINTS = {
     'hour': _('0-23'),
     'dayOfMonth': _('1-31'),
     'month': _('1-12'),
-    'dayOfWeek': _('0-6, 0 is Monday'),
+    'dayOfWeek': _('0-6: 0 is Monday, 6 is Sunday'),
 }
+
+
+def parseInput(text):
+    """The job input a form's text stands for: a Python literal, or None
+    for no text.
+
+    >>> parseInput(" {'foo': 'bar'} "), parseInput(''), parseInput('42')
+    ({'foo': 'bar'}, None, 42)
+    >>> parseInput('foo')
+    Traceback (most recent call last):
+    ...
+    ValueError: foo
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        raise ValueError(text)
 
 
 class CronJobForm(BrowserPage):
@@ -61,6 +88,8 @@ class CronJobForm(BrowserPage):
     buttonName = None
     buttonLabel = None
     message = None
+    #: Does the form take the job's input?
+    takesInput = False
 
     def __call__(self):
         self.errors = {}
@@ -71,7 +100,7 @@ class CronJobForm(BrowserPage):
                 self.request.form:
             schedule = self.parse()
             if not self.errors:
-                url = self.apply(**schedule)
+                url = self.apply(**fromForm(schedule))
                 if url is not None:
                     self.request.response.redirect(url)
                     return ''
@@ -86,7 +115,7 @@ class CronJobForm(BrowserPage):
         raise NotImplementedError
 
     def apply(self, task, delay, **schedule):
-        """Save valid input; return the URL to go to, or None to show the
+        """Save the valid form; return the URL to go to, or None to show the
         form again (with ``message`` or ``errors`` set)."""
         raise NotImplementedError
 
@@ -125,6 +154,13 @@ class CronJobForm(BrowserPage):
                 result[name] = parseField(text, name)
             except InvalidSchedule as error:
                 self.errors[name] = str(error)
+        if self.takesInput:
+            try:
+                result['input'] = parseInput(formText(form, 'input') or '')
+            except ValueError:
+                self.errors['input'] = _(
+                    'The input is a Python literal: text in quotes, a '
+                    'number, a list or a dict, or nothing.')
         delay = formText(form, 'delay')
         try:
             if delay is None:
@@ -152,18 +188,20 @@ class AddCronJobForm(CronJobForm):
     title = _('Add a cron job')
     buttonName = 'ADD'
     buttonLabel = _('Add')
+    takesInput = True
 
     def service(self):
         return self.context
 
     def defaults(self):
         values = dict.fromkeys(FIELDS, '*')
-        values.update(task='', delay='')
+        values.update(task='', delay='', input='')
         return values
 
-    def apply(self, task, delay, **schedule):
+    def apply(self, task, delay, input=None, **schedule):
         try:
-            jobid = self.context.addCronJob(task, delay=delay, **schedule)
+            jobid = self.context.addCronJob(task, input, delay=delay,
+                                            **schedule)
         except InvalidSchedule as error:
             self.scheduleError(error)
             return None
@@ -182,7 +220,7 @@ class EditCronJobForm(CronJobForm):
 
     def defaults(self):
         job = self.context
-        values = {name: formatField(getattr(job, name)) for name in FIELDS}
+        values = toForm(job)
         values.update(task=job.task,
                       delay='' if job.delay is None else f'{job.delay:g}')
         return values

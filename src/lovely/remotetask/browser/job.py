@@ -97,6 +97,16 @@ class JobView(BrowserPage):
         return None
 
 
+class JobDetail(BrowserPage):
+    """The ``detail`` view of a job (0.5.2's): nothing to say about its
+    input.  Applications register ``TASKNAME_detail`` views, or a
+    ``detail`` view of their own, to say more."""
+
+    def __call__(self):
+        return html.escape(translate(_('No input detail available'),
+                                     context=self.request))
+
+
 class CronJobDetail(BrowserPage):
     """The Detail cell of a cron job: its schedule and next run."""
 

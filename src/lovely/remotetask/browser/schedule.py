@@ -1,7 +1,8 @@
 """The five schedule fields of a cron job as text, for forms.
 
-A field is written as in a crontab, comma-separated parts, each a number,
-a range or ``*`` (every value), optionally with a step::
+A field is comma-separated parts, each a number, a range or ``*`` (every
+value), optionally with a step; the day of the week counts as Python's
+``weekday()``, 0 is Monday and 6 is Sunday::
 
     >>> parseField('0,15,30,45', 'minute')
     (0, 15, 30, 45)
@@ -28,6 +29,8 @@ Formatting goes the other way, with the shortest ranges::
 
     >>> formatField(())
     '*'
+    >>> formatField(tuple(range(24)), 'hour')
+    '*'
     >>> formatField((0, 1, 2, 3, 10, 20, 21))
     '0-3,10,20,21'
 
@@ -43,6 +46,7 @@ Bad text raises ``InvalidSchedule`` with a message for the user::
     lovely.remotetask.interfaces.InvalidSchedule: dayOfWeek: 'mon' is not ...
 """
 from lovely.remotetask.cron import RANGES
+from lovely.remotetask.cron import effective
 from lovely.remotetask.interfaces import InvalidSchedule
 
 
@@ -88,11 +92,67 @@ def _parsePart(part, name, low, high):
     return range(first, last + 1, step)
 
 
-def formatField(values):
-    """The text of a field's values: ``*`` for any, else numbers and
-    ranges."""
+#: How fine each field is: the service steps a schedule by the finest
+#: field given (see cron.py).
+LEVEL = {'minute': 0, 'hour': 1, 'dayOfMonth': 2, 'dayOfWeek': 2,
+         'month': 3}
+
+
+def fromForm(fields):
+    """The fields a form's text means, as the service stores them.
+
+    In a form every field is shown: ``*`` there means every value, as a
+    reader expects.  The service reads an empty field finer than the
+    finest given one as its lowest value (cron.py), so a ``*`` finer than
+    a restricted field is stored as every value, spelled out::
+
+    >>> s = fromForm(dict(minute=(), hour=(3,), dayOfMonth=(), month=(),
+    ...                   dayOfWeek=()))
+    >>> len(s['minute']), s['hour'], s['dayOfMonth']
+    (60, (3,), ())
+    >>> fromForm(dict(minute=(0,), hour=(3,), dayOfMonth=(), month=(),
+    ...               dayOfWeek=()))['minute']
+    (0,)
+    """
+    result = dict(fields)
+    for name in FIELDS:
+        if not fields[name] and any(fields[other] for other in FIELDS
+                                    if LEVEL[other] > LEVEL[name]):
+            low, high = BOUNDS[name]
+            result[name] = tuple(range(low, high + 1))
+    return result
+
+
+def toForm(job):
+    """A cron job's schedule as the form's texts: the schedule as it runs
+    (``cron.effective``), ``*`` for every value."""
+    fields = effective({name: getattr(job, name) for name in FIELDS})
+    return {name: formatField(fields[name], name) for name in FIELDS}
+
+
+WEEKDAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+
+
+def formatWeekdays(values):
+    """Days of the week (0 is Monday) by name, for reading::
+
+    >>> formatWeekdays((0, 1, 2, 3, 4)), formatWeekdays((0, 6))
+    ('Mon-Fri', 'Mon,Sun')
+    >>> formatWeekdays(())
+    '*'
+    """
+    return formatField(values, 'dayOfWeek', lambda day: WEEKDAYS[day])
+
+
+def formatField(values, name=None, label=str):
+    """The text of a field's values: ``*`` for any (or, with the field's
+    name, for every value), else numbers and ranges."""
     if not values:
         return '*'
+    if name is not None:
+        low, high = BOUNDS[name]
+        if set(values) >= set(range(low, high + 1)):
+            return '*'
     parts = []
     run = [values[0]]
     for value in values[1:]:
@@ -103,12 +163,15 @@ def formatField(values):
             run = [value]
     parts.append(run)
     return ','.join(
-        f'{run[0]}-{run[-1]}' if len(run) > 3 else
-        ','.join(str(v) for v in run) for run in parts)
+        f'{label(run[0])}-{label(run[-1])}' if len(run) > 3 else
+        ','.join(label(v) for v in run) for run in parts)
 
 
 def formatSchedule(job):
-    """A cron job's schedule in one line, fields in crontab order."""
+    """A cron job's schedule in one line: minute, hour, day of month, month
+    and the days of the week by name, as the schedule runs."""
     if job.delay is not None:
         return f'once, {job.delay:g} s after it was scheduled'
-    return ' '.join(formatField(getattr(job, name)) for name in FIELDS)
+    texts = toForm(job)
+    texts['dayOfWeek'] = formatWeekdays(job.dayOfWeek)
+    return ' '.join(texts[name] for name in FIELDS)

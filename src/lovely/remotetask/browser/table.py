@@ -81,10 +81,10 @@ class JobSequence:
     def __len__(self):
         return self._length
 
-    def list(self, start=0, size=None, reverse=False, after=None):
+    def list(self, start=0, size=None, reverse=False, **after):
         return self.service.listJobs(
             status=self.status, task=self.task, start=start, size=size,
-            reverse=self.reverse != reverse, after=after)
+            reverse=self.reverse != reverse, **after)
 
     def _list(self, start, size):
         if self.page is not None and self.page[0] == start:

@@ -1,49 +1,38 @@
-"""Generation 2: the index of queued jobs is the ready queue.
+"""Generation 2: cron jobs run at the times lovely.remotetask 0.5.2 meant.
 
-Generation 1 kept queued job ids twice, in the status index and in
-``_ready`` (zc.queue buckets), and put repeats waiting for their backoff
-into the schedule.  Generation 2 claims from the status index, where a
-waiting repeat is keyed by the time it may run (see jobtable.py).  For
-every task service: drop ``_ready``, and move the queued jobs from the
-schedule into the index at their due time.
+Before, a schedule ran every minute that matched its given fields
+(``hour=(3,)`` ran 60 times a night).  Now the finest field given sets
+the step and the finer empty fields mean their lowest value (cron.py), so
+``hour=(3,)`` runs at 03:00.  This step moves each waiting cron job's due
+time to its first run under the new rule at or after the stored one.  The
+new rule runs at a subset of the old times, so that is the first new time
+after the job's last run: no run is skipped or repeated.
+
+The schedule index of the service (its ``_schedule`` time set) has the
+due time in its key: the service's own ``_scheduleAt`` keeps the two
+in step.
 """
-from zope.component.interfaces import ISite
-from zope.container.interfaces import IReadContainer
-from zope.generations.utility import getRootFolder
+import datetime
 
-from lovely.remotetask.interfaces import ITaskService
-from lovely.remotetask.interfaces import QUEUED
-from lovely.remotetask.timeset import keyId
-from lovely.remotetask.timeset import timeKeys
+from lovely.remotetask.generations.utility import rootServices
+from lovely.remotetask.interfaces import CRONJOB
 
 
-def evolveService(service):
-    """Bring one service to generation 2 (nothing to do if it is)."""
-    service._p_activate()
-    if '_ready' not in vars(service):
-        return
-    for key in list(timeKeys(service._schedule)):
-        job = service.jobs[keyId(key)]
-        if job.status == QUEUED:
-            service._schedule.remove(key)
-            service._setStatus(job, QUEUED, job.due)
-    del service._ready
-
-
-def findServices(obj):
-    """The task services in and below ``obj``: in containers and in the
-    site managers of sites (where local utilities live)."""
-    if ITaskService.providedBy(obj):
-        yield obj
-        return
-    children = list(obj.values()) if IReadContainer.providedBy(obj) else []
-    if ISite.providedBy(obj):
-        children.append(obj.getSiteManager())
-    for child in children:
-        yield from findServices(child)
+def fixCronJobs(service):
+    """Move the service's waiting cron jobs to their due time under the
+    new rule; return how many moved."""
+    moved = 0
+    for job in list(service.listJobs(status=CRONJOB)):
+        if job.due is None:
+            continue
+        due = job.nextRun(job.due - datetime.timedelta(minutes=1))
+        if due is not None and due != job.due:
+            service._scheduleAt(job, CRONJOB, due)
+            moved += 1
+    return moved
 
 
 def evolve(context):
-    """Evolve every task service in the database."""
-    for service in findServices(getRootFolder(context)):
-        evolveService(service)
+    """Fix the due times of the cron jobs of every task service."""
+    for service in rootServices(context):
+        fixCronJobs(service)

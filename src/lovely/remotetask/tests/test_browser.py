@@ -48,14 +48,23 @@ class Service:
         return self.count
 
     def listJobs(self, status=None, task=None, start=0, size=None,
-                 reverse=False):
+                 reverse=False, after=None):
         assert size is not None, 'listJobs asked for every job'
-        self.calls.append((status, task, start, size, reverse))
+        if after is not None:
+            # Ids are the cursors; the jobs after ``after``.
+            self.calls.append((status, task, 'after', after, size, reverse))
+            start = after if not reverse else self.count - after + 1
+            after = None
+        else:
+            self.calls.append((status, task, start, size, reverse))
         stop = min(start + size, self.count)
         ids = range(start + 1, stop + 1)
         if reverse:
             ids = range(self.count - start, self.count - stop, -1)
         return [Job(self, jobid) for jobid in ids]
+
+    def cursor(self, job, status=None, task=None):
+        return job.id
 
 
 class JobSequenceTests(unittest.TestCase):
@@ -127,6 +136,29 @@ class JobsTableTests(unittest.TestCase):
         self.assertIn('jobs-batchStart=499980', html)  # Previous
         self.assertIn('jobs-batchStart=999980', html)  # the last page
 
+    def test_next_and_previous_carry_cursors(self):
+        table, html = self.render(**{'jobs-batchStart': '500000',
+                                     'jobs-batchSize': '20'})
+        self.assertIn('jobs-after=500020', html)    # Next: after the last
+        self.assertIn('jobs-before=500001', html)   # Previous: the first
+        # A page asked for by its cursor is read from it, not counted to.
+        self.service.calls = []
+        table, html = self.render(**{'jobs-batchStart': '500020',
+                                     'jobs-after': '500020',
+                                     'jobs-batchSize': '20'})
+        self.assertEqual(self.service.calls,
+                         [('queued', None, 'after', 500020, 20, False)])
+        self.assertIn('value="500021"', html)
+        self.assertIn('value="500040"', html)
+
+    def test_the_last_pages_are_read_from_the_end(self):
+        table, html = self.render(**{'jobs-batchStart': '999980',
+                                     'jobs-batchSize': '20'})
+        self.assertEqual(self.service.calls,
+                         [('queued', None, 0, 20, True)])
+        self.assertIn('value="999981"', html)
+        self.assertIn('value="1000000"', html)
+
     def test_descending(self):
         table, html = self.render(**{'jobs-sortOrder': 'descending'})
         self.assertEqual(self.service.calls,
@@ -191,4 +223,5 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.traversal'),
         doctest.DocTestSuite('lovely.remotetask.browser.util'),
         doctest.DocTestSuite('lovely.remotetask.browser.job'),
+        doctest.DocTestSuite('lovely.remotetask.browser.cron'),
     ])

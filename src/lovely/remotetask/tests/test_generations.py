@@ -1,31 +1,37 @@
-"""Schema evolution: stored services of an older generation evolve."""
+"""Schema generations: generation 2 moves stored cron jobs to 0.5.2's
+due times, in the service's schedule index too; generation 3 drops the
+old ready queues."""
 import datetime
+import types
 import unittest
 
 import transaction
-import zope.component.testing
-from ZODB.DB import DB
+import ZODB
 from ZODB.DemoStorage import DemoStorage
-from zope.app.publication.zopepublication import ZopePublication
+import zope.component.testing
+from zope.site.folder import Folder
 from zope.site.folder import rootFolder
 from zope.site.site import LocalSiteManager
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import task
 from lovely.remotetask.generations import evolve2
+from lovely.remotetask.generations import evolve3
+from lovely.remotetask.generations.utility import taskServices
+from lovely.remotetask.generations import manager
+from lovely.remotetask.service import TaskService
+
+from zope.app.publication.zopepublication import ZopePublication
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.readyqueue import ReadyQueue
-from lovely.remotetask.service import TaskService
 from lovely.remotetask.timeset import timeIds
 from lovely.remotetask.timeset import timeKey
-
 
 UTC = datetime.timezone.utc
 
 
-class Context:
-    def __init__(self, conn):
-        self.connection = conn
+def at(text):
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 class Evolve2Tests(unittest.TestCase):
@@ -33,7 +39,88 @@ class Evolve2Tests(unittest.TestCase):
     def setUp(self):
         zope.component.testing.setUp(self)
         zope.component.provideUtility(task.echo, interfaces.ITask, 'echo')
-        self.db = DB(DemoStorage())
+        self.db = ZODB.DB(DemoStorage())
+        self.conn = self.db.open()
+        self.conn.root()['Application'] = app = rootFolder()
+        app.setSiteManager(LocalSiteManager(app))
+        app['rootservice'] = self.rootService = TaskService()
+        app['site1'] = site = Folder()
+        site.setSiteManager(LocalSiteManager(site))
+        sm = site.getSiteManager()
+        sm['default']['tasks'] = self.siteService = TaskService()
+        sm.registerUtility(self.siteService, interfaces.ITaskService, 'tasks')
+        transaction.commit()
+
+    def tearDown(self):
+        transaction.abort()
+        self.conn.close()
+        self.db.close()
+        zope.component.testing.tearDown(self)
+
+    def oldCronJob(self, service, oldDue, **schedule):
+        """A cron job as the previous generation scheduled it."""
+        jobid = service.addCronJob('echo', **schedule)
+        job = service.jobs[jobid]
+        service._scheduleAt(job, interfaces.CRONJOB, at(oldDue))
+        return job
+
+    def test_generation(self):
+        self.assertEqual(manager.generation, 3)
+
+    def test_finds_services_in_folders_and_site_managers(self):
+        found = list(taskServices(self.conn.root()['Application']))
+        self.assertEqual({id(s) for s in found},
+                         {id(self.rootService), id(self.siteService)})
+
+    def test_moves_due_times_and_the_schedule_index(self):
+        nightly = self.oldCronJob(self.siteService, '2026-11-27 03:17',
+                                  hour=(3,))
+        firstOfMonth = self.oldCronJob(self.rootService, '2026-12-01 00:00',
+                                       dayOfMonth=(1,))
+        mondays = self.oldCronJob(self.rootService, '2026-11-30 05:42',
+                                  dayOfWeek=(0,))
+        everyTen = self.oldCronJob(self.rootService, '2026-11-27 10:10',
+                                   minute=(10,))
+        may = self.oldCronJob(self.rootService, '2027-05-03 00:00',
+                              month=(5,))
+        delayed = self.rootService.addCronJob('echo', delay=60)
+        delayedDue = self.rootService.jobs[delayed].due
+        transaction.commit()
+
+        evolve2.evolve(types.SimpleNamespace(connection=self.conn))
+        transaction.commit()
+
+        self.assertEqual(nightly.due, at('2026-11-28 03:00'))
+        self.assertEqual(firstOfMonth.due, at('2026-12-01 00:00'))
+        self.assertEqual(mondays.due, at('2026-12-07 00:00'))
+        self.assertEqual(everyTen.due, at('2026-11-27 10:10'))
+        self.assertEqual(may.due, at('2028-05-01 00:00'))
+        self.assertEqual(self.rootService.jobs[delayed].due, delayedDue)
+        # The schedule index has the new times: nothing is due at the old
+        # one, and each job is due at its new one.
+        self.assertFalse(self.siteService.hasJobsWaiting(
+            at('2026-11-27 03:17')))
+        self.assertEqual(self.siteService.nextScheduled(),
+                         at('2026-11-28 03:00'))
+        self.assertTrue(self.siteService.hasJobsWaiting(
+            at('2026-11-28 03:00')))
+        self.assertEqual(self.siteService.claim('w', at('2026-11-28 03:00')),
+                         nightly)
+        self.assertEqual(self.rootService.nextScheduled(),
+                         at('2026-11-27 10:10'))
+
+
+class Context:
+    def __init__(self, conn):
+        self.connection = conn
+
+
+class Evolve3Tests(unittest.TestCase):
+
+    def setUp(self):
+        zope.component.testing.setUp(self)
+        zope.component.provideUtility(task.echo, interfaces.ITask, 'echo')
+        self.db = ZODB.DB(DemoStorage())
         self.conn = self.db.open()
         self.root = rootFolder()
         self.conn.root()[ZopePublication.root_name] = self.root
@@ -66,7 +153,7 @@ class Evolve2Tests(unittest.TestCase):
         default['local'] = local = TaskService()
         old = [self.generation1(top), self.generation1(local)]
         transaction.commit()
-        evolve2.evolve(Context(self.conn))
+        evolve3.evolve(Context(self.conn))
         transaction.commit()
         for service, (queued, waiting) in zip((top, local), old):
             self.assertNotIn('_ready', vars(service))
@@ -86,7 +173,7 @@ class Evolve2Tests(unittest.TestCase):
     def test_evolving_twice_changes_nothing(self):
         self.root['tasks'] = service = TaskService()
         self.generation1(service)
-        evolve2.evolve(Context(self.conn))
+        evolve3.evolve(Context(self.conn))
         before = list(service._index[QUEUED])
-        evolve2.evolve(Context(self.conn))
+        evolve3.evolve(Context(self.conn))
         self.assertEqual(list(service._index[QUEUED]), before)

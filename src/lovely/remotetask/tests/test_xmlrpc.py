@@ -144,7 +144,9 @@ class SignatureTests(unittest.TestCase):
             sorted(api.METHODS),
             sorted(api.READ_METHODS + api.MANAGE_METHODS + (
                 'system.listMethods', 'system.methodHelp',
-                'system.methodSignature')))
+                'system.methodSignature',
+                # 0.5.2's bare names of the introspection methods
+                'listMethods', 'methodHelp', 'methodSignature')))
         for name, (cls, attribute) in api.METHODS.items():
             permission = getattr(cls, attribute).xmlrpcPermission
             self.assertEqual(permission, api.MANAGE
