@@ -17,6 +17,7 @@ from zope.principalregistry.principalregistry import DuplicateLogin
 
 from lovely.remotetask.app import credentials
 from lovely.remotetask.app import instance
+from lovely.remotetask.app import settings as web
 from lovely.remotetask.app import wsgi
 from lovely.remotetask.app.database import close_databases
 from lovely.remotetask.app.database import InvalidConfiguration
@@ -114,6 +115,7 @@ def main(argv=None):
         return args.func(args)
     except (instance.ConfigurationMissing,
             InvalidConfiguration,
+            web.InvalidSetting,
             credentials.InvalidCredentials) as e:
         print(f'remotetask: {e}', file=sys.stderr)
         return 2

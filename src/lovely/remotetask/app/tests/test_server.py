@@ -218,12 +218,16 @@ class ServeTests(unittest.TestCase):
         status, body, headers = request(self.url + '/manage', self.admin)
         self.assertEqual(status, 200)
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
-        self.assertEqual(headers['Content-Security-Policy'],
-                         "frame-ancestors 'none'")
+        policy = headers['Content-Security-Policy']
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("script-src 'self';", policy)
+        self.assertEqual(headers['X-Content-Type-Options'], 'nosniff')
         self.assertEqual(headers['Cache-Control'], 'no-store')
         status, body, headers = request(self.url + '/manage')
         self.assertEqual(status, 401)
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
+        self.assertIn("script-src 'self';",
+                      headers['Content-Security-Policy'])
 
     def test_requests_of_other_sites_are_refused(self):
         # The ZMI's folder contents delete on GET: nothing may come
@@ -248,6 +252,74 @@ class ServeTests(unittest.TestCase):
             headers={'Sec-Fetch-Site': 'cross-site',
                      'Sec-Fetch-Mode': 'navigate'})
         self.assertEqual(status, 200)
+
+    def addService(self, name):
+        add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
+               f'lovely.remotetask.service.TaskService&id={name}')
+        self.assertEqual(request(add, self.admin,
+                                 headers={'Sec-Fetch-Site': 'same-origin'}
+                                 )[0], 200)
+
+    def test_virtual_hosting_is_off(self):
+        # Issue 9: a link on another site to the server through a ++vh++
+        # of the attacker's choice made the pages load their scripts from
+        # the attacker's host, logged in or not.
+        navigate = {'Sec-Fetch-Site': 'cross-site',
+                    'Sec-Fetch-Mode': 'navigate'}
+        for credentials in (self.admin, None):
+            for path in ('/++vh++https:evil.example:443/++/manage',
+                         '/%2B%2Bvh%2B%2Bhttps:evil.example:443/++/manage'):
+                status, body, headers = request(
+                    self.url + path, credentials, headers=navigate)
+                self.assertEqual(status, 400, (path, credentials))
+                self.assertNotIn(b'evil.example', body)
+                self.assertIn("script-src 'self'",
+                              headers['Content-Security-Policy'])
+
+    def test_the_request_does_not_choose_the_origin(self):
+        # Issue 9: a ++vh++ naming the attacker's site made the attacker's
+        # Origin the site's own, and the POST cancelled jobs, deleted the
+        # service.
+        self.addService('victim')
+        for path, data in (
+                ('/++vh++http:evil.example:80/++/victim',
+                 b'jobs:list=1&CANCEL=Cancel'),
+                ('/++vh++http:evil.example:80/++/@@contents.html',
+                 b'ids:list=victim&container_delete_button=Delete')):
+            status, body, headers = request(
+                self.url + path, self.admin, data=data,
+                headers={'Origin': 'http://evil.example'})
+            self.assertIn(status, (400, 403), path)
+        status, body, headers = request(self.url + '/victim/', self.admin)
+        self.assertEqual(status, 200)
+
+    def test_zmi_pages_have_no_inline_script_but_the_shims(self):
+        # script-src 'self' blocks inline scripts and handlers: the ZMI's
+        # own are done by lovely.remotetask.zmi.js, which must know each.
+        self.addService('pages')
+        status, script, headers = request(
+            self.url + '/@@/lovely.remotetask.zmi.js', self.admin)
+        self.assertEqual(status, 200)
+        self.assertIn('javascript', headers['Content-Type'])
+        handled = {"updateCheckboxes(this, 'slaveBox');"}
+        for path in ('/manage', '/@@contents.html',
+                     '/@@contents.html?type_name=BrowserAdd__'
+                     'lovely.remotetask.service.TaskService',
+                     '/pages', '/pages/@@addcron.html'):
+            status, body, headers = request(
+                self.url + path, self.admin,
+                headers={'Sec-Fetch-Site': 'same-origin'})
+            self.assertEqual(status, 200, path)
+            page = body.decode('utf-8')
+            self.assertIn('lovely.remotetask.zmi.js', page)
+            self.assertIn('data-root-url', page)
+            self.assertNotIn('javascript:', page, path)
+            for handler in re.findall(r'\son[a-z]+="([^"]*)"', page):
+                self.assertIn(handler, handled, path)
+                self.assertIn(handler.encode(), script)
+            for inline in re.findall(r'<script(?![^>]*\ssrc=)[^>]*>(.*?)'
+                                     r'</script>', page, re.S):
+                self.assertIn('new_value.focus()', inline, path)
 
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
         browser_add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
