@@ -23,6 +23,11 @@ Outermost first:
 ``RejectMalformedCredentials``
     Answers 400 to an ``Authorization`` header the publisher cannot read.
 
+``Authenticate``, ``BodyLimit`` (``lovely.remotetask.app.authentication``)
+    Credentials are checked, and failed logins slowed down, before the
+    publisher reads a body; anonymous requests with a body get 401, bodies
+    over ``max-request-body`` 413.
+
 ``CrossOriginGuard``
     Refuses (403) requests that another site makes a logged-in user's
     browser send: the ZMI of the Zope Toolkit changes things on POST and

@@ -214,9 +214,12 @@ def serve_command(args):
     # waitress's loop ends on KeyboardInterrupt; SIGTERM raises it too.
     with Signals(_interrupt) as signals:
         try:
+            # waitress refuses larger bodies (413) while receiving them,
+            # chunked ones too.
             server = waitress.server.create_server(
                 application, host=args.host, port=args.port,
-                threads=args.threads)
+                threads=args.threads,
+                max_request_body_size=web.load().max_request_body)
             for host, port in _listening(server):
                 print(f'Serving on http://{host}:{port}/manage',
                       flush=True)

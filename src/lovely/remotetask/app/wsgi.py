@@ -10,7 +10,8 @@ and PasteDeploy can find it as ``app_factory`` (``config_file`` names the
 ``zope.conf``; the entry point ``egg:lovely.remotetask#main``).
 
 Around the publisher the application has the guards of
-``lovely.remotetask.app.guards``, set by the web settings of
+``lovely.remotetask.app.guards`` and
+``lovely.remotetask.app.authentication``, set by the web settings of
 ``zope.conf`` (``lovely.remotetask.app.settings``).
 """
 import logging
@@ -25,6 +26,9 @@ from ZODB.interfaces import IDatabase
 from lovely.remotetask.app import credentials
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import settings as web
+from lovely.remotetask.app.authentication import Authenticate
+from lovely.remotetask.app.authentication import BodyLimit
+from lovely.remotetask.app.authentication import check_password
 from lovely.remotetask.app.database import close_databases
 from lovely.remotetask.app.database import open_database
 from lovely.remotetask.app.database import stop_processors
@@ -82,9 +86,14 @@ def make_app(configfile=None, environ=None, tell=None):
     return protect(application, settings)
 
 
-def protect(application, settings=web.Settings()):
-    """The publisher ``application`` with the guards (see the module)."""
+def protect(application, settings=web.Settings(), check=check_password):
+    """The publisher ``application`` with the guards (see the module).
+
+    ``check(login, password)`` tells whether credentials are right.
+    """
     application = CrossOriginGuard(application, settings)
+    application = BodyLimit(application, settings.max_request_body)
+    application = Authenticate(application, check=check)
     application = RejectMalformedCredentials(application)
     application = VirtualHostGuard(application, settings)
     return SecurityHeaders(application)

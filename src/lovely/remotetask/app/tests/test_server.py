@@ -321,6 +321,39 @@ class ServeTests(unittest.TestCase):
                                      r'</script>', page, re.S):
                 self.assertIn('new_value.focus()', inline, path)
 
+    def test_anonymous_bodies_are_not_parsed(self):
+        # Issue 9: an anonymous POST of a non-XML body got the parse Fault
+        # -32700 (the publisher had parsed it), not 401.
+        self.addService('anonymous')
+        for body, kind in ((b'not xml at all', 'text/xml'),
+                           (b'<methodCall><methodName>add', 'text/xml'),
+                           (b'x=1', 'application/x-www-form-urlencoded')):
+            status, answer, headers = request(
+                serviceURL(self.url, service='anonymous'), data=body,
+                headers={'Content-Type': kind})
+            self.assertEqual(status, 401, body)
+            self.assertNotIn(b'Fault', answer)
+            self.assertIn('basic', headers['WWW-Authenticate'].lower())
+
+    def test_request_bodies_are_limited(self):
+        # Issue 9: an anonymous 119 MB XML-RPC body was read and parsed.
+        # A body over max-request-body (10MB) is refused by its length
+        # (by waitress), before it is received.
+        import socket
+        host, port = self.url[len('http://'):].split(':')
+        token = base64.b64encode(self.admin.encode()).decode()
+        for authorization in (f'Basic {token}', None):
+            head = ['POST /tasks/ HTTP/1.1', f'Host: {host}:{port}',
+                    'Content-Type: text/xml',
+                    f'Content-Length: {10 * 1024 * 1024 + 1}']
+            if authorization:
+                head.append(f'Authorization: {authorization}')
+            with socket.create_connection((host, int(port)), 30) as sock:
+                sock.sendall('\r\n'.join(head + ['', '']).encode())
+                sock.sendall(b'<' * 65536)
+                status = sock.recv(100).split(b'\r\n')[0]
+            self.assertIn(b' 413 ', status, authorization)
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
         browser_add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
                        f'lovely.remotetask.service.TaskService&id=quiet')
@@ -492,6 +525,35 @@ class ShutdownTests(unittest.TestCase):
         self.assertIn('Cannot listen on 127.0.0.1:%d' % port,
                       server.output())
         self.assertIn('Closed the database', server.output())
+
+
+class LoginThrottleTests(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix='remotetask-')
+        env = environment(REMOTETASK_ADMIN='boss:Very-Secret')
+        self.server = Remotetask(self.tmp.name, 'serve', '--port', '0',
+                                 env=env)
+
+    def tearDown(self):
+        try:
+            self.server.stop()
+        finally:
+            self.server.kill()
+            self.tmp.cleanup()
+
+    def test_failed_logins_are_slowed_down_and_logged(self):
+        # Issue 9: 60 wrong passwords at 200/s, then the right one worked.
+        url = self.server.waitFor(
+            r'Serving on (http://127\.0\.0\.1:\d+)/')[1] + '/manage'
+        statuses = [request(url, f'boss:guess{n}')[0] for n in range(60)]
+        self.assertEqual(statuses[0], 401)
+        self.assertIn(429, statuses)
+        self.assertEqual(request(url, 'boss:Very-Secret')[0], 429)
+        output = self.server.output()
+        self.assertIn("Failed login 'boss' from 127.0.0.1", output)
+        self.assertIn('too many failed logins', output)
+        self.assertNotIn('guess', output)
 
 
 class WorkerTests(unittest.TestCase):

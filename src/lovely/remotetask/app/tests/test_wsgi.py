@@ -183,8 +183,8 @@ class SecurityHeadersTests(unittest.TestCase):
 
     def test_refusals_get_them_too(self):
         status, headers, body = call(
-            wsgi.protect(Recorder()), REQUEST_METHOD='POST',
-            HTTP_ORIGIN='http://evil.example',
+            wsgi.protect(Recorder(), check=lambda login, pw: True),
+            REQUEST_METHOD='POST', HTTP_ORIGIN='http://evil.example',
             HTTP_AUTHORIZATION=basic(b'a:b'))
         self.assertEqual(status, '403 Forbidden')
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
