@@ -15,7 +15,8 @@ before the publisher:
 - Credentials are checked against the principals of the site ZCML (the
   global principal registry, where the administrator and the users of
   ``site.zcml`` are): a wrong login or password is answered 401 and
-  logged, without the password.
+  logged, without the password.  The right login goes on in the
+  environ (``csrf.LOGIN``) for the form tokens.
 
 - Failed logins are counted per login and per client address
   (``LoginThrottle``).  Past a few failures the next attempt must wait,
@@ -30,6 +31,7 @@ import logging
 import threading
 import time
 
+from lovely.remotetask.app.csrf import LOGIN
 from lovely.remotetask.app.guards import answer
 from lovely.remotetask.app.guards import loggable
 
@@ -161,6 +163,7 @@ class Authenticate:
                 'later.\n', [('Retry-After', str(int(wait) + 1))])
         if self.check(login, password):
             self.throttle.succeeded(login, address)
+            environ[LOGIN] = login
             return self.application(environ, start_response)
         for_login, for_address = self.throttle.failed(login, address)
         logger.warning(

@@ -35,7 +35,13 @@ Outermost first:
     HTTP basic authentication sends the credentials with every request.
     See ``lovely.remotetask.browser.util`` for the rules.  The server's
     own origin is ``public-url``, else the ``Host`` of the request:
-    never a ``++vh++`` of the request.
+    never a ``++vh++`` of the request.  It fails closed: a logged-in
+    request that may change something and carries none of the headers
+    the rules read must carry the user's form token
+    (``lovely.remotetask.app.csrf``).
+
+``CSRFTokens`` (``lovely.remotetask.app.csrf``)
+    Puts the user's token into the POST forms of the HTML pages.
 """
 import base64
 import binascii
@@ -43,6 +49,7 @@ import logging
 import re
 from urllib.parse import unquote
 
+from lovely.remotetask.app.csrf import missing_evidence
 from lovely.remotetask.app.settings import Settings
 from lovely.remotetask.browser.util import DEFAULT_PORTS
 from lovely.remotetask.browser.util import refusal
@@ -133,10 +140,16 @@ class CrossOriginGuard:
     """
 
     BODY = 'Forbidden: a cross-origin request is refused.\n'
+    NO_EVIDENCE = ('Forbidden: nothing shows that this request comes from '
+                   'a page of this server (no Origin, Referer or '
+                   'Sec-Fetch-Site header, no form token).  Reload the '
+                   'page and use its form or links.\n')
 
-    def __init__(self, application, settings=Settings()):
+    def __init__(self, application, settings=Settings(), tokens=None):
         self.application = application
         self.settings = settings
+        #: ``csrf.Tokens``; None: requests without headers pass (tests).
+        self.tokens = tokens
 
     def __call__(self, environ, start_response):
         if environ.get('wsgi.url_scheme') == 'https':
@@ -150,13 +163,18 @@ class CrossOriginGuard:
             fetchSite=environ.get('HTTP_SEC_FETCH_SITE'),
             fetchMode=environ.get('HTTP_SEC_FETCH_MODE'),
             query=environ.get('QUERY_STRING', ''))
+        body = self.BODY
+        if reason is None and self.tokens is not None and \
+                missing_evidence(environ, self.tokens):
+            reason = 'no evidence of same origin'
+            body = self.NO_EVIDENCE
         if reason is None:
             return self.application(environ, start_response)
         logger.info('Refused a cross-origin %s %s (%s)',
                     loggable(environ.get('REQUEST_METHOD', '')),
                     loggable(environ.get('PATH_INFO', '')),
                     loggable(reason))
-        return answer(start_response, '403 Forbidden', self.BODY)
+        return answer(start_response, '403 Forbidden', body)
 
 
 def own_origin(environ):

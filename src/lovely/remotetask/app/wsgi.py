@@ -24,6 +24,7 @@ from zope.app.wsgi.interfaces import WSGIPublisherApplicationCreated
 from ZODB.interfaces import IDatabase
 
 from lovely.remotetask.app import credentials
+from lovely.remotetask.app import csrf
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import settings as web
 from lovely.remotetask.app.authentication import Authenticate
@@ -91,7 +92,9 @@ def protect(application, settings=web.Settings(), check=check_password):
 
     ``check(login, password)`` tells whether credentials are right.
     """
-    application = CrossOriginGuard(application, settings)
+    tokens = csrf.Tokens()
+    application = csrf.CSRFTokens(application, tokens)
+    application = CrossOriginGuard(application, settings, tokens)
     application = BodyLimit(application, settings.max_request_body)
     application = Authenticate(application, check=check)
     application = RejectMalformedCredentials(application)

@@ -354,10 +354,59 @@ class ServeTests(unittest.TestCase):
                 status = sock.recv(100).split(b'\r\n')[0]
             self.assertIn(b' 413 ', status, authorization)
 
+    def exists(self, name):
+        status = request(f'{self.url}/{name}/', self.admin)[0]
+        self.assertIn(status, (200, 404))
+        return status == 200
+
+    def test_state_changes_without_evidence_are_refused(self):
+        # Issue 9: without Sec-Fetch, Origin or Referer headers (an old
+        # browser, plain HTTP, a privacy setting) the ZMI added and
+        # deleted on GET.
+        self.addService('kept')
+        for path in ('/@@contents.html?type_name=BrowserAdd__lovely.'
+                     'remotetask.service.TaskService&new_value=added',
+                     '/@@+/action.html?type_name=BrowserAdd__lovely.'
+                     'remotetask.service.TaskService&id=added',
+                     '/@@contents.html?ids:list=kept&'
+                     'container_delete_button=Delete'):
+            status, body, headers = request(self.url + path, self.admin)
+            self.assertEqual(status, 403, path)
+            self.assertIn(b'no form token', body)
+        status, body, headers = request(
+            self.url + '/@@contents.html', self.admin,
+            data=b'ids:list=kept&container_delete_button=Delete')
+        self.assertEqual(status, 403)
+        self.assertTrue(self.exists('kept'))
+        self.assertFalse(self.exists('added'))
+        # Pages and links without a query need nothing.
+        self.assertEqual(request(self.url + '/kept/', self.admin)[0], 200)
+
+    def test_forms_carry_a_token(self):
+        # So that the forms work in browsers that send none of the
+        # headers: the ZMI's folder contents, the Jobs tab.
+        self.addService('doomed')
+        status, page, headers = request(self.url + '/@@contents.html',
+                                        self.admin)
+        self.assertEqual(status, 200)
+        [token] = set(re.findall(
+            rb'name="_csrf_token" value="([0-9a-f]{64})"', page))
+        status, page, headers = request(self.url + '/doomed/', self.admin)
+        self.assertIn(b'name="_csrf_token" value="' + token, page)
+        # Another user's token, or none, does not do.
+        for data in (b'ids:list=doomed&container_delete_button=Delete',
+                     b'ids:list=doomed&container_delete_button=Delete&'
+                     b'_csrf_token=' + b'0' * 64):
+            self.assertEqual(request(self.url + '/@@contents.html',
+                                     self.admin, data=data)[0], 403)
+        self.assertTrue(self.exists('doomed'))
+        request(self.url + '/@@contents.html', self.admin,
+                data=b'ids:list=doomed&container_delete_button=Delete&'
+                     b'_csrf_token=' + token)
+        self.assertFalse(self.exists('doomed'))
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
-        browser_add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
-                       f'lovely.remotetask.service.TaskService&id=quiet')
-        self.assertEqual(request(browser_add, self.admin)[0], 200)
+        self.addService('quiet')
         url = serviceURL(self.url, service='quiet')
         before = ServerLayer.server.output().count('Traceback')
         with xmlrpc.client.ServerProxy(
