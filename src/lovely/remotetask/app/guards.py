@@ -20,6 +20,9 @@ Outermost first:
     configured ``public-url``: 400 otherwise.  A request may not choose
     the host the scripts of its page come from.
 
+``MethodGuard`` (``lovely.remotetask.app.badrequests``)
+    405 for methods other than GET, HEAD and POST.
+
 ``RejectMalformedCredentials``
     Answers 400 to an ``Authorization`` header the publisher cannot read.
 
@@ -27,6 +30,9 @@ Outermost first:
     Credentials are checked, and failed logins slowed down, before the
     publisher reads a body; anonymous requests with a body get 401, bodies
     over ``max-request-body`` 413.
+
+``ConversionGuard`` (``lovely.remotetask.app.badrequests``)
+    400 for ``?x:int=abc``: form fields that fail their conversion.
 
 ``CrossOriginGuard``
     Refuses (403) requests that another site makes a logged-in user's

@@ -30,6 +30,8 @@ from lovely.remotetask.app import settings as web
 from lovely.remotetask.app.authentication import Authenticate
 from lovely.remotetask.app.authentication import BodyLimit
 from lovely.remotetask.app.authentication import check_password
+from lovely.remotetask.app.badrequests import ConversionGuard
+from lovely.remotetask.app.badrequests import MethodGuard
 from lovely.remotetask.app.database import close_databases
 from lovely.remotetask.app.database import open_database
 from lovely.remotetask.app.database import stop_processors
@@ -95,9 +97,11 @@ def protect(application, settings=web.Settings(), check=check_password):
     tokens = csrf.Tokens()
     application = csrf.CSRFTokens(application, tokens)
     application = CrossOriginGuard(application, settings, tokens)
+    application = ConversionGuard(application)
     application = BodyLimit(application, settings.max_request_body)
     application = Authenticate(application, check=check)
     application = RejectMalformedCredentials(application)
+    application = MethodGuard(application)
     application = VirtualHostGuard(application, settings)
     return SecurityHeaders(application)
 

@@ -405,6 +405,44 @@ class ServeTests(unittest.TestCase):
                      b'_csrf_token=' + token)
         self.assertFalse(self.exists('doomed'))
 
+    def test_bad_requests_are_not_errors(self):
+        # Issue 9: each of these was a 500, with a traceback logged twice.
+        self.addService('probed')
+        same = {'Sec-Fetch-Site': 'same-origin'}
+        before = ServerLayer.server.output().count('Traceback')
+        for path, credentials, expected in (
+                ('/probed?x:int=abc', None, 400),
+                ('/probed?x:int=abc', self.admin, 400),
+                ('/probed/++item++999999', self.admin, 404),
+                ('/probed/++item++abc', self.admin, 404),
+                ('/probed/++attribute++_data', self.admin, 404),
+                ('/probed/++attribute++nosuch', self.admin, 404)):
+            status, body, headers = request(self.url + path, credentials,
+                                            headers=same)
+            self.assertEqual(status, expected, path)
+        status, body, headers = request(
+            self.url + '/probed/@@jobs.html', self.admin, headers=same,
+            data=b'jobs:int=x&CANCEL=Cancel')
+        self.assertEqual(status, 400)
+        for method in ('OPTIONS', 'PUT', 'DELETE', 'PATCH'):
+            for credentials in (self.admin, None):
+                req = urllib.request.Request(
+                    self.url + '/probed', method=method, headers=same)
+                if credentials:
+                    req.add_header('Authorization', 'Basic ' +
+                                   base64.b64encode(
+                                       credentials.encode()).decode())
+                with self.assertRaises(urllib.error.HTTPError) as e:
+                    urllib.request.urlopen(req, timeout=30)
+                self.assertEqual(e.exception.code, 405, method)
+                self.assertEqual(e.exception.headers['Allow'],
+                                 'GET, HEAD, POST')
+        self.assertEqual(ServerLayer.server.output().count('Traceback'),
+                         before)
+        self.assertIn("Refused GET /probed: x:int: An integer was expected",
+                      ServerLayer.server.output())
+        self.assertTrue(self.exists('probed'))
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
         self.addService('quiet')
         url = serviceURL(self.url, service='quiet')

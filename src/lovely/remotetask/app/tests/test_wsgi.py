@@ -273,4 +273,5 @@ def test_suite():
         unittest.defaultTestLoader.loadTestsFromName(__name__),
         doctest.DocTestSuite('lovely.remotetask.app.guards'),
         doctest.DocTestSuite('lovely.remotetask.app.settings'),
+        doctest.DocTestSuite('lovely.remotetask.app.badrequests'),
     ])
