@@ -643,6 +643,83 @@ class LoginThrottleTests(unittest.TestCase):
         self.assertNotIn('guess', output)
 
 
+class RolesTests(unittest.TestCase):
+    """The roles of site.zcml, granted to users of var/site.zcml."""
+
+    USERS = '''
+        <principal id="test.viewer" title="Viewer" login="viewer"
+                   password="viewerpw" />
+        <grant role="lovely.remotetask.Viewer" principal="test.viewer" />
+        <principal id="test.manager" title="Manager" login="manager"
+                   password="managerpw" />
+        <grant role="lovely.remotetask.Manager" principal="test.manager" />
+        </configure>'''
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix='remotetask-')
+        self.ids = makeInstance(self.tmp.name, 2)
+        site = os.path.join(self.tmp.name, 'var', 'site.zcml')
+        with open(site) as f:
+            text = f.read()
+        with open(site, 'w') as f:
+            f.write(text.replace('</configure>', self.USERS))
+        # No processing: the jobs stay queued for cancel.
+        conf = os.path.join(self.tmp.name, 'var', 'zope.conf')
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, 'w') as f:
+            f.write(text.replace('autostart *@*', ''))
+        self.server = Remotetask(self.tmp.name, 'serve', '--port', '0',
+                                 env=environment(REMOTETASK_ADMIN='a:b'))
+        self.url = self.server.waitFor(
+            r'Serving on (http://127\.0\.0\.1:\d+)/')[1]
+
+    def tearDown(self):
+        try:
+            self.server.stop()
+        finally:
+            self.server.kill()
+            self.tmp.cleanup()
+
+    def test_viewer_and_manager(self):
+        same = {'Sec-Fetch-Site': 'same-origin'}
+        first, second = self.ids
+        for login in ('viewer:viewerpw', 'manager:managerpw'):
+            for path in ('/tasks', f'/tasks/{first}'):
+                status, body, headers = request(self.url + path, login,
+                                                headers=same)
+                self.assertEqual(status, 200, (login, path))
+            # Neither may manage the root folder.
+            self.assertEqual(request(self.url + '/@@contents.html', login,
+                                     headers=same)[0], 403, login)
+            with xmlrpc.client.ServerProxy(
+                    serviceURL(self.url, login)) as proxy:
+                self.assertEqual(proxy.getStatus(first), 'queued')
+        # The viewer sees no buttons and may change nothing.
+        status, body, headers = request(self.url + '/tasks',
+                                        'viewer:viewerpw', headers=same)
+        self.assertNotIn(b'name="CANCEL"', body)
+        with xmlrpc.client.ServerProxy(
+                serviceURL(self.url, 'viewer:viewerpw')) as proxy:
+            with self.assertRaises(xmlrpc.client.Fault) as caught:
+                proxy.cancel(first)
+            self.assertEqual(caught.exception.faultCode, 403)
+        status, body, headers = request(
+            self.url + '/tasks', 'viewer:viewerpw', headers=same,
+            data=f'jobs:list={first}&CANCEL=Cancel'.encode())
+        self.assertEqual(status, 403)
+        # The manager may.
+        status, body, headers = request(self.url + '/tasks',
+                                        'manager:managerpw', headers=same)
+        self.assertIn(b'name="CANCEL"', body)
+        with xmlrpc.client.ServerProxy(
+                serviceURL(self.url, 'manager:managerpw')) as proxy:
+            self.assertEqual(proxy.getStatus(first), 'queued')
+            proxy.cancel(first)
+            self.assertEqual(proxy.getStatus(first), 'cancelled')
+            self.assertEqual(proxy.getStatus(second), 'queued')
+
+
 class WorkerTests(unittest.TestCase):
 
     def setUp(self):
