@@ -183,15 +183,25 @@ class ServeTests(unittest.TestCase):
         var = os.path.join(self.dir, 'var')
         self.assertTrue(os.path.isfile(os.path.join(var, 'Data.fs')))
         self.assertEqual(stat.S_IMODE(os.stat(var).st_mode), 0o700)
+        # Issue 9: they were 0644, protected by var/ alone.
+        for name in os.listdir(var):
+            self.assertEqual(
+                stat.S_IMODE(os.stat(os.path.join(var, name)).st_mode),
+                0o600, name)
+        self.assertIn('Data.fs.lock', os.listdir(var))
 
     def test_generated_credentials(self):
         path = os.path.join(self.dir, 'var', 'admin-credentials')
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         login, password = self.admin.split(':', 1)
         self.assertEqual(login, 'admin')
-        # Printed (to the terminal) once, when generated.
-        self.assertIn(f"Administrator: 'admin', password: {password}",
-                      ServerLayer.server.output())
+        # Issue 9: the output is the log's stream: where the password
+        # is, never the password.
+        output = ServerLayer.server.output()
+        self.assertNotIn(password, output)
+        self.assertIn("Administrator: 'admin', password generated now and "
+                      "stored in var/admin-credentials (read it with: cat "
+                      "var/admin-credentials", output)
 
     def test_anonymous_gets_401(self):
         for path in ['/manage', '/', '/@@contents.html']:
@@ -555,13 +565,17 @@ class ShutdownTests(unittest.TestCase):
 
         index = os.path.join(self.dir, 'var', 'Data.fs.index')
         signalled = time.time()
+        # A second SIGTERM while stopping (the process group of `make
+        # run` gets two) keeps stopping cleanly (issue 9).
+        os.kill(server.pid, signal.SIGTERM)
+        server.waitFor('SIGTERM received: stopping', SHUTDOWN)
         self.assertEqual(server.stop(signal.SIGTERM), 0, server.output())
         output = server.output()
-        self.assertIn('SIGTERM received: stopping', output)
         self.assertIn('Stopped processing remotetasks.', output)
         self.assertIn('Closed the database FileStorage var/Data.fs', output)
         # FileStorage writes its index when it is closed.
         self.assertGreaterEqual(os.stat(index).st_mtime, signalled - 1)
+        self.assertEqual(stat.S_IMODE(os.stat(index).st_mode), 0o600)
 
         # Ctrl-C stops it the same way.  Nothing was lost.
         server = self.start('serve', '--port', '0', env=env,
