@@ -52,10 +52,10 @@ Outermost first:
 import base64
 import binascii
 import logging
-import re
 from urllib.parse import unquote
 
 from lovely.remotetask.app.csrf import missing_evidence
+from lovely.remotetask.app.logsafe import loggable
 from lovely.remotetask.app.settings import Settings
 from lovely.remotetask.browser.util import DEFAULT_PORTS
 from lovely.remotetask.browser.util import refusal
@@ -69,27 +69,6 @@ CSP = ("default-src 'self'; script-src 'self'; "
        "style-src 'self' 'unsafe-inline'; img-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; "
        "frame-ancestors 'none'")
-
-CONTROL = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029]')
-
-
-def loggable(text, limit=500):
-    """``text`` from a request, safe to log: control characters escaped,
-    at most ``limit`` characters.
-
-    >>> print(loggable('/x\\n2030-01-01 CRITICAL forged\\x1b[0m'))
-    /x\\n2030-01-01 CRITICAL forged\\x1b[0m
-    """
-    if isinstance(text, bytes):
-        text = text.decode('latin-1')
-    text = CONTROL.sub(
-        lambda m: repr(m.group())[1:-1] if m.group() in '\n\r\t'
-        else '\\x%02x' % ord(m.group()) if ord(m.group()) < 256
-        else '\\u%04x' % ord(m.group()), str(text))
-    if len(text) > limit:
-        text = text[:limit] + '...'
-    return text
-
 
 def answer(start_response, status, body, headers=()):
     """A short plain text answer."""

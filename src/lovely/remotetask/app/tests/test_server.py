@@ -453,6 +453,19 @@ class ServeTests(unittest.TestCase):
                       ServerLayer.server.output())
         self.assertTrue(self.exists('probed'))
 
+    def test_no_forged_log_lines(self):
+        # Issue 9: the guard logged PATH_INFO as received.
+        forged = '2030-01-01T00:00:00 CRITICAL [lovely.remotetask] FORGED'
+        path = '/x%0a' + forged.replace(' ', '%20')
+        request(self.url + path, self.admin, data=b'a=1',
+                headers={'Origin': 'http://evil.example'})
+        request(self.url + '/++vh++x' + path)
+        request(self.url + path + '?x:int=%0a', self.admin,
+                headers={'Sec-Fetch-Site': 'same-origin'})
+        output = ServerLayer.server.output()
+        self.assertIn('FORGED', output)
+        self.assertNotIn('\n' + forged, output)
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
         self.addService('quiet')
         url = serviceURL(self.url, service='quiet')

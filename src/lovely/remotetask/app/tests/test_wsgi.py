@@ -238,6 +238,33 @@ class VirtualHostGuardTests(unittest.TestCase):
         self.assertIn('\\n2030', logged.output[0])
 
 
+class LogTests(unittest.TestCase):
+
+    def test_one_record_one_line(self):
+        import io
+        import logging
+        from lovely.remotetask.app import logsafe
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        logger = logging.getLogger('lovely.remotetask.test.logsafe')
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logsafe.install([logger])
+            logger.error('%s', 'http://x/a\n2030-01-01 CRITICAL FORGED')
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                logger.exception('URL\r\x1b[2J')
+        finally:
+            logger.removeHandler(handler)
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(lines[0],
+                         'http://x/a\\n2030-01-01 CRITICAL FORGED')
+        self.assertEqual(lines[1], 'URL\\r\\x1b[2J')
+        self.assertEqual(lines[2], 'Traceback (most recent call last):')
+
+
 class SettingsTests(unittest.TestCase):
 
     def test_defaults(self):
@@ -272,6 +299,7 @@ def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),
         doctest.DocTestSuite('lovely.remotetask.app.guards'),
+        doctest.DocTestSuite('lovely.remotetask.app.logsafe'),
         doctest.DocTestSuite('lovely.remotetask.app.settings'),
         doctest.DocTestSuite('lovely.remotetask.app.badrequests'),
     ])
