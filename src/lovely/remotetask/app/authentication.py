@@ -33,7 +33,7 @@ import time
 
 from lovely.remotetask.app.csrf import LOGIN
 from lovely.remotetask.app.guards import answer
-from lovely.remotetask.app.guards import loggable
+from lovely.remotetask.app.logsafe import loggable
 
 
 logger = logging.getLogger('lovely.remotetask.app')

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from zope.publisher.browser import get_converter
 
 from lovely.remotetask.app.guards import answer
-from lovely.remotetask.app.guards import loggable
+from lovely.remotetask.app.logsafe import loggable
 
 
 logger = logging.getLogger('lovely.remotetask.app')

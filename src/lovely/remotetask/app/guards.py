@@ -70,6 +70,7 @@ CSP = ("default-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; "
        "frame-ancestors 'none'")
 
+
 def answer(start_response, status, body, headers=()):
     """A short plain text answer."""
     body = body.encode('utf-8')
