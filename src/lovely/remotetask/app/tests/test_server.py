@@ -466,6 +466,27 @@ class ServeTests(unittest.TestCase):
         self.assertIn('FORGED', output)
         self.assertNotIn('\n' + forged, output)
 
+    def test_zmi_scripts_run_under_the_policy(self):
+        # A real browser, if there is one: the navigation tree, which
+        # inline scripts started before, loads; the Jobs tab breaks no
+        # rule of the policy.
+        import shutil
+        chromium = shutil.which('chromium') or shutil.which(
+            'chromium-browser')
+        if chromium is None:
+            self.skipTest('no chromium (Debian package chromium)')
+        self.addService('browsed')
+        url = self.url.replace('http://', f'http://{self.admin}@')
+        with tempfile.TemporaryDirectory() as profile:
+            shown = subprocess.run(
+                [chromium, '--headless', '--no-sandbox', '--disable-gpu',
+                 f'--user-data-dir={profile}', '--enable-logging=stderr',
+                 '--v=0', '--virtual-time-budget=5000', '--dump-dom',
+                 url + '/browsed/@@jobs.html'],
+                capture_output=True, text=True, timeout=STARTUP)
+        self.assertIn('>[top]</a>', shown.stdout, shown.stderr[-2000:])
+        self.assertNotIn('Content Security Policy', shown.stderr)
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
         self.addService('quiet')
         url = serviceURL(self.url, service='quiet')
