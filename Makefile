@@ -14,11 +14,13 @@ $(BIN)/zope-testrunner: setup.py
 	$(BIN)/pip install -q -e '.[test,relstorage]'
 	touch $@
 
+# exec: the server replaces the shell, so that a signal to the process
+# group reaches it once, not through the shell too.
 run: $(BIN)/zope-testrunner
-	$(BIN)/remotetask serve --host $(HOST) --port $(PORT)
+	exec $(BIN)/remotetask serve --host $(HOST) --port $(PORT)
 
 worker: $(BIN)/zope-testrunner
-	$(BIN)/remotetask worker $(WORKERARGS)
+	exec $(BIN)/remotetask worker $(WORKERARGS)
 
 test: $(BIN)/zope-testrunner
 	$(BIN)/zope-testrunner --test-path=src -vc --all $(TESTARGS)

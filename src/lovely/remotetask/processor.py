@@ -481,13 +481,17 @@ class BaseProcessor:
         return self.claim(now)
 
     def processNext(self, jobid=None, now=None):
-        """0.5.2's name of ``step`` (no ``jobid``) and of ``run(jobid)``
-        (a job this processor claimed)."""
+        """0.5.2's name of ``claim`` and ``run`` of one job (no
+        ``jobid``), and of ``run(jobid)`` (a job this processor claimed)."""
         from lovely.remotetask.compat import deprecated
         if jobid is None:
+            # One job, as 0.5.2 ran (``step`` may run a group).
             deprecated('IProcessor.processNext()', 'step()')
-            return self.step(now)
-        deprecated('IProcessor.processNext(jobid)', 'run(jobid)')
+            jobid = self.claim(now)
+            if jobid is None:
+                return False
+        else:
+            deprecated('IProcessor.processNext(jobid)', 'run(jobid)')
         self.run(jobid, now)
         return True
 
@@ -509,13 +513,6 @@ class MultiProcessor(BaseProcessor):
         self.maxThreads = self.claimers = maxThreads
         self._slots = threading.BoundedSemaphore(maxThreads)
         self._threads = set()
-        self._rotation = itertools.count(random.randrange(1024))
-
-    def _claimPartition(self):
-        # Spread the claims of concurrent threads over the ready queues.
-        if self.partition is not None:
-            return self.partition
-        return next(self._rotation)
 
     def step(self, now=None):
         """Claim a group of jobs and run it in a thread (waits for a free
@@ -718,11 +715,11 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
                 conn.transaction_manager.abort()
                 conn.close()
             for name, oid in found:
-                if threads > 1:
-                    factory, args = MultiProcessor, dict(maxThreads=threads)
-                else:
-                    factory, args = SimpleProcessor, dict(
-                        partition=random.randrange(1024))
+                # The loop of a processor claims for all its threads: the
+                # partition spreads the claims of concurrent processes.
+                factory, args = (MultiProcessor, dict(maxThreads=threads)) \
+                    if threads > 1 else (SimpleProcessor, {})
+                args['partition'] = random.randrange(1024)
                 args['waitTime'] = waitTime
                 # A processor that died (see BaseProcessor.__call__) is
                 # started again; a running one is left alone.

@@ -33,6 +33,7 @@ import zope.publisher.xmlrpc
 from zope.location import Location
 from zope.publisher.interfaces.xmlrpc import IXMLRPCPublisher
 from zope.publisher.xmlrpc import XMLRPCView
+from zope.authentication.interfaces import IUnauthenticatedPrincipal
 from zope.interface import implementer
 from zope.security import checkPermission
 from zope.security.checker import CheckerPublic
@@ -56,6 +57,8 @@ FAULT_NO_SUCH_JOB = 2
 FAULT_INVALID_JOB_ID = 3
 #: The cron schedule is out of range or never matches.
 FAULT_INVALID_SCHEDULE = 4
+#: The caller is logged in but lacks the permission (as HTTP's 403).
+FAULT_FORBIDDEN = 403
 #: The body is not well-formed XML (the XML-RPC interoperability codes
 #: follow).
 FAULT_PARSE_ERROR = -32700
@@ -465,7 +468,9 @@ class TaskServiceXMLRPCTraverser:
 
     A caller without ``lovely.remotetask.View`` on the service is asked
     to authenticate (401) before anything else, and one without the
-    method's permission likewise.  Unknown methods and the wrong number
+    method's permission likewise; a caller who is logged in and still
+    lacks the permission gets ``FAULT_FORBIDDEN`` instead (logging in
+    again would not help).  Unknown methods and the wrong number
     of arguments are answered with Faults (instead of an HTTP 404 or a
     publisher error, which XML-RPC clients report badly).
 
@@ -481,7 +486,7 @@ class TaskServiceXMLRPCTraverser:
     def publishTraverse(self, request, name):
         service = self.context
         if not checkPermission(VIEW, service):
-            raise Unauthorized(service, name, VIEW)
+            return self._refuse(name, VIEW)
         rest = request.getTraversalStack()
         dotted = '.'.join([name] + rest[::-1])
         if dotted not in METHODS:
@@ -498,7 +503,7 @@ class TaskServiceXMLRPCTraverser:
         method = getattr(cls(service, request), attribute)
         permission = method.xmlrpcPermission
         if not checkPermission(permission, service):
-            raise Unauthorized(service, dotted, permission)
+            return self._refuse(dotted, permission)
         required, most = _arity(method)
         if not required <= len(args) <= most:
             expected = (str(most) if required == most else
@@ -508,6 +513,16 @@ class TaskServiceXMLRPCTraverser:
                              f'{dotted}: expected {expected} '
                              f'argument{plural}, got {len(args)}')
         return MethodCall(service, dotted, method, args, permission)
+
+    def _refuse(self, name, permission):
+        """401 for anonymous callers, a Fault for those logged in."""
+        if IUnauthenticatedPrincipal.providedBy(self.request.principal):
+            raise Unauthorized(self.context, name, permission)
+        self.request.setTraversalStack([])
+        _takeArguments(self.request)
+        return FaultCall(FAULT_FORBIDDEN,
+                         f'Forbidden: {name} needs the permission '
+                         f'{permission}')
 
 
 class XMLRPCRequest(zope.publisher.xmlrpc.XMLRPCRequest):

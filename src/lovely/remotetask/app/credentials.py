@@ -158,15 +158,17 @@ def register(credentials, principal_id=PRINCIPAL_ID):
 def describe(credentials):
     """Lines telling the person starting the server how to log in.
 
-    The password is shown only when it was generated just now.
+    The password itself is never shown: the lines go to the same stream
+    as the log, which journald or ``docker logs`` keep.  They tell where
+    it is stored and how to read it.
     """
     if credentials.source == ENVIRON:
         return [f'Administrator: {credentials.login!r} (password from '
                 f'{ENVIRON})']
     if credentials.generated:
-        return [f'Administrator: {credentials.login!r}, password: '
-                f'{credentials.password}',
-                f'  (generated now and stored in {credentials.source}; set '
+        return [f'Administrator: {credentials.login!r}, password '
+                f'generated now and stored in {credentials.source} (read '
+                f'it with: cat {credentials.source}; set '
                 f'{ENVIRON}=login:password to choose your own)']
     return [f'Administrator: {credentials.login!r} (password stored in '
             f'{credentials.source})']

@@ -3,7 +3,8 @@
 ``open_database`` is ``zope.app.wsgi.config`` made of the same parts
 (the zope.conf schema of zope.app.appsetup, ``appsetup.config``,
 ``appsetup.multi_database``, the ``DatabaseOpened`` event), with two
-differences that the one-call version cannot offer:
+differences that the one-call version cannot offer (and the log keeps
+one record on one line: ``logsafe``):
 
 - A worker does not autostart: the ``autostart`` key of ``<product-config
   lovely.remotetask>`` is dropped before the database is announced, since
@@ -33,6 +34,7 @@ import zope.processlifetime
 from zope.app.appsetup import appsetup
 
 from lovely.remotetask import processor
+from lovely.remotetask.app import logsafe
 
 
 logger = logging.getLogger('lovely.remotetask.app')
@@ -77,6 +79,7 @@ def configure(configfile, autostart=True):
     options.eventlog()
     for configureLogger in options.loggers:
         configureLogger()
+    logsafe.install()
     features = ()
     if options.devmode:
         features += ('devmode',)

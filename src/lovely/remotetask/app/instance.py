@@ -53,7 +53,8 @@ def make(var=DEFAULT_VAR):
     ``var`` is written into ``zope.conf`` as given, so a relative path
     stays relative (to the directory ``remotetask`` is started in).
     Existing files are never touched.  The directory is created private
-    (0700): it holds the database and the administrator's password.
+    (0700) and the files too (0600): it holds the database and the
+    administrator's password.
     Returns the paths of the files written.
     """
     os.makedirs(var, mode=0o700, exist_ok=True)
@@ -62,7 +63,7 @@ def make(var=DEFAULT_VAR):
         path = os.path.join(var, name)
         text = render(template, var=var)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             continue
         with os.fdopen(fd, 'w', encoding='utf-8') as f:

@@ -17,6 +17,7 @@ from zope.principalregistry.principalregistry import DuplicateLogin
 
 from lovely.remotetask.app import credentials
 from lovely.remotetask.app import instance
+from lovely.remotetask.app import settings as web
 from lovely.remotetask.app import wsgi
 from lovely.remotetask.app.database import close_databases
 from lovely.remotetask.app.database import InvalidConfiguration
@@ -107,13 +108,20 @@ def make_parser():
     return parser
 
 
+#: The files the commands create (the instance, the database and its
+#: index, lock and temporary files) are their owner's only.
+UMASK = 0o077
+
+
 def main(argv=None):
     """The console script: ``remotetask serve|worker [options]``."""
     args = make_parser().parse_args(argv)
+    os.umask(UMASK)
     try:
         return args.func(args)
     except (instance.ConfigurationMissing,
             InvalidConfiguration,
+            web.InvalidSetting,
             credentials.InvalidCredentials) as e:
         print(f'remotetask: {e}', file=sys.stderr)
         return 2
@@ -143,18 +151,25 @@ def config_path(config, create):
 # -- signals ---------------------------------------------------------------
 
 class Signals:
-    """SIGTERM and SIGINT: the first one stops, a second one forces.
+    """SIGTERM and SIGINT: the first one stops, a second SIGINT forces.
 
     ``stop`` is called for the first signal (in the main thread, as
-    Python calls signal handlers).  A second signal while stopping ends
-    the process at once with exit code 1; committed data is safe, running
-    jobs are taken up again when their leases expire.
+    Python calls signal handlers).  A SIGINT while stopping (Ctrl-C
+    twice) ends the process at once with exit code 1; committed data is
+    safe, running jobs are taken up again when their leases expire.  A
+    SIGTERM while stopping changes nothing: the stop goes on cleanly (a
+    process group is often signalled more than once, by ``make``, by
+    ``docker stop`` and its init); SIGKILL is the way to cut it short.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, stop):
+    def __init__(self, stop, final=False):
         self._stop = stop
+        #: The process ends after the block: a SIGTERM that comes after
+        #: it (late, from the same ``docker stop`` or process group) is
+        #: ignored instead of killing a process that stopped cleanly.
+        self.final = final
         self.received = None
         self._previous = {}
 
@@ -166,9 +181,15 @@ class Signals:
     def __exit__(self, *exc_info):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        if self.final and self.received is not None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
+        if self.received is not None and signum == signal.SIGTERM:
+            logger.info('%s while stopping: still stopping cleanly '
+                        '(SIGINT or SIGKILL end the process at once)', name)
+            return
         if self.received is not None:
             logger.warning('%s while stopping: exiting at once', name)
             logging.shutdown()
@@ -210,11 +231,14 @@ def serve_command(args):
     server = None
     status = 0
     # waitress's loop ends on KeyboardInterrupt; SIGTERM raises it too.
-    with Signals(_interrupt) as signals:
+    with Signals(_interrupt, final=True) as signals:
         try:
+            # waitress refuses larger bodies (413) while receiving them,
+            # chunked ones too.
             server = waitress.server.create_server(
                 application, host=args.host, port=args.port,
-                threads=args.threads)
+                threads=args.threads,
+                max_request_body_size=web.load().max_request_body)
             for host, port in _listening(server):
                 print(f'Serving on http://{host}:{port}/manage',
                       flush=True)
@@ -261,7 +285,7 @@ def worker_command(args):
         # Not stop.set() itself: a signal handler runs in the main thread,
         # which may hold the event's lock at that moment (in stop.wait).
         threading.Thread(target=stop.set, daemon=True).start()
-    with Signals(stopSoon) as signals:
+    with Signals(stopSoon, final=True) as signals:
         try:
             runWorker(db, services=args.services, threads=args.threads,
                       stop=stop, waitTime=args.poll_interval,

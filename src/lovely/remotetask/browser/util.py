@@ -22,8 +22,11 @@ anything.  What "from elsewhere" means (``refusal``):
    sees, ``getApplicationURL()``, which virtual hosting sets).  A link
    from elsewhere (GET or HEAD without a query) is accepted.
 
-3. A request with none of these headers is accepted: it does not come
-   from a browser (scripts, XML-RPC clients, tests).
+3. A request with none of these headers is accepted here: it does not
+   come from a current browser (scripts, XML-RPC clients, tests).  The
+   server of ``lovely.remotetask.app`` fails closed instead: there such
+   a request needs a form token when it may change something (see
+   ``lovely.remotetask.app.csrf``).
 
     >>> refusal(('http', 'localhost', 80), 'POST', origin='http://localhost')
     >>> refusal(('http', 'localhost', 80), 'POST',

@@ -530,9 +530,9 @@ class ConcurrentClaimTests(ServiceTestCase):
         self.assertConsistent(service)
 
     def test_group_claim_takes_scheduled_jobs_first(self):
-        cron = self.transact(lambda s: s.addCronJob('record', delay=0))
+        cron = self.transact(lambda s: s.addCronJob('record', delay=1))
         group = self.transact(lambda s: [
-            j.id for j in s.claimGroup('w', 3, self.now + seconds(1))])
+            j.id for j in s.claimGroup('w', 3, self.now + seconds(3))])
         self.assertEqual(group, [cron] + self.ids[:2])
         self.assertConsistent(self.fresh())
 

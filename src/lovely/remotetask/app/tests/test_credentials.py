@@ -112,7 +112,9 @@ class FileTests(unittest.TestCase):
 
     def test_describe(self):
         generated = credentials.Credentials('admin', 'PW', 'var/x', True)
-        self.assertIn('PW', '\n'.join(credentials.describe(generated)))
+        # Issue 9: the lines go where the log goes: never the password.
+        self.assertNotIn('PW', '\n'.join(credentials.describe(generated)))
+        self.assertIn('cat var/x', '\n'.join(credentials.describe(generated)))
         stored = generated._replace(generated=False)
         self.assertNotIn('PW', '\n'.join(credentials.describe(stored)))
         self.assertIn('var/x', '\n'.join(credentials.describe(stored)))

@@ -324,7 +324,7 @@ class PasteTests(unittest.TestCase):
 class CredentialsHeaderTests(unittest.TestCase):
 
     def test_readable(self):
-        from lovely.remotetask.app.wsgi import readable
+        from lovely.remotetask.app.guards import readable
         self.assertTrue(readable(''))
         self.assertTrue(readable('Bearer xyz'))
         self.assertTrue(readable('Basic YTpi'))
@@ -334,7 +334,7 @@ class CredentialsHeaderTests(unittest.TestCase):
         self.assertFalse(readable('Basic \u20ac'))
 
     def test_middleware(self):
-        from lovely.remotetask.app.wsgi import RejectMalformedCredentials
+        from lovely.remotetask.app.guards import RejectMalformedCredentials
         calls = []
 
         def app(environ, start_response):
@@ -371,11 +371,28 @@ class SignalTests(unittest.TestCase):
             self.assertEqual(stops, [1])
         self.assertIs(signal.getsignal(signal.SIGTERM), before)
 
-    def test_stopping_makes_any_signal_force(self):
+    def test_stopping_makes_sigint_force(self):
         with main.Signals(lambda: self.fail('not stopping')) as signals:
             signals.stopping()
             with mock.patch('os._exit') as exit_, \
                     mock.patch('logging.shutdown'), \
                     self.assertLogs('lovely.remotetask.app', 'WARNING'):
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGINT)
             exit_.assert_called_once_with(1)
+
+    def test_a_second_sigterm_keeps_stopping_cleanly(self):
+        # Issue 9: `make run` stopped with its process group got two
+        # SIGTERMs, and the second one ended the server at once, leaving
+        # an unclean Data.fs index.
+        stops = []
+        with main.Signals(lambda: stops.append(1)) as signals:
+            with self.assertLogs('lovely.remotetask.app'):
+                os.kill(os.getpid(), signal.SIGTERM)
+            with mock.patch('os._exit') as exit_, \
+                    self.assertLogs('lovely.remotetask.app') as logs:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signals.stopping()
+                os.kill(os.getpid(), signal.SIGTERM)
+            exit_.assert_not_called()
+            self.assertEqual(stops, [1])
+            self.assertIn('still stopping cleanly', logs.output[0])

@@ -129,6 +129,16 @@ def makeInstance(directory, jobs):
     return [int(i) for i in line.split()[1:]]
 
 
+def addService(url, credentials, name):
+    """Add a task service ``name`` to the root folder, as the ZMI does."""
+    add = (f'{url}/@@+/action.html?type_name=BrowserAdd__'
+           f'lovely.remotetask.service.TaskService&id={name}')
+    status = request(add, credentials,
+                     headers={'Sec-Fetch-Site': 'same-origin'})[0]
+    if status != 200:
+        raise AssertionError(f'adding {name}: {status}')
+
+
 def serviceURL(url, credentials=None, service='tasks'):
     """The XML-RPC address of a service, with credentials."""
     host = url[len('http://'):]
@@ -183,15 +193,25 @@ class ServeTests(unittest.TestCase):
         var = os.path.join(self.dir, 'var')
         self.assertTrue(os.path.isfile(os.path.join(var, 'Data.fs')))
         self.assertEqual(stat.S_IMODE(os.stat(var).st_mode), 0o700)
+        # Issue 9: they were 0644, protected by var/ alone.
+        for name in os.listdir(var):
+            self.assertEqual(
+                stat.S_IMODE(os.stat(os.path.join(var, name)).st_mode),
+                0o600, name)
+        self.assertIn('Data.fs.lock', os.listdir(var))
 
     def test_generated_credentials(self):
         path = os.path.join(self.dir, 'var', 'admin-credentials')
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         login, password = self.admin.split(':', 1)
         self.assertEqual(login, 'admin')
-        # Printed (to the terminal) once, when generated.
-        self.assertIn(f"Administrator: 'admin', password: {password}",
-                      ServerLayer.server.output())
+        # Issue 9: the output is the log's stream: where the password
+        # is, never the password.
+        output = ServerLayer.server.output()
+        self.assertNotIn(password, output)
+        self.assertIn("Administrator: 'admin', password generated now and "
+                      "stored in var/admin-credentials (read it with: cat "
+                      "var/admin-credentials", output)
 
     def test_anonymous_gets_401(self):
         for path in ['/manage', '/', '/@@contents.html']:
@@ -218,12 +238,16 @@ class ServeTests(unittest.TestCase):
         status, body, headers = request(self.url + '/manage', self.admin)
         self.assertEqual(status, 200)
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
-        self.assertEqual(headers['Content-Security-Policy'],
-                         "frame-ancestors 'none'")
+        policy = headers['Content-Security-Policy']
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("script-src 'self';", policy)
+        self.assertEqual(headers['X-Content-Type-Options'], 'nosniff')
         self.assertEqual(headers['Cache-Control'], 'no-store')
         status, body, headers = request(self.url + '/manage')
         self.assertEqual(status, 401)
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
+        self.assertIn("script-src 'self';",
+                      headers['Content-Security-Policy'])
 
     def test_requests_of_other_sites_are_refused(self):
         # The ZMI's folder contents delete on GET: nothing may come
@@ -249,10 +273,11 @@ class ServeTests(unittest.TestCase):
                      'Sec-Fetch-Mode': 'navigate'})
         self.assertEqual(status, 200)
 
+    def addService(self, name):
+        addService(self.url, self.admin, name)
+
     def test_bad_xmlrpc_leaves_no_traceback_in_the_log(self):
-        browser_add = (f'{self.url}/@@+/action.html?type_name=BrowserAdd__'
-                       f'lovely.remotetask.service.TaskService&id=quiet')
-        self.assertEqual(request(browser_add, self.admin)[0], 200)
+        self.addService('quiet')
         url = serviceURL(self.url, service='quiet')
         before = ServerLayer.server.output().count('Traceback')
         with xmlrpc.client.ServerProxy(
@@ -363,13 +388,17 @@ class ShutdownTests(unittest.TestCase):
 
         index = os.path.join(self.dir, 'var', 'Data.fs.index')
         signalled = time.time()
+        # A second SIGTERM while stopping (the process group of `make
+        # run` gets two) keeps stopping cleanly (issue 9).
+        os.kill(server.pid, signal.SIGTERM)
+        server.waitFor('SIGTERM received: stopping', SHUTDOWN)
         self.assertEqual(server.stop(signal.SIGTERM), 0, server.output())
         output = server.output()
-        self.assertIn('SIGTERM received: stopping', output)
         self.assertIn('Stopped processing remotetasks.', output)
         self.assertIn('Closed the database FileStorage var/Data.fs', output)
         # FileStorage writes its index when it is closed.
         self.assertGreaterEqual(os.stat(index).st_mtime, signalled - 1)
+        self.assertEqual(stat.S_IMODE(os.stat(index).st_mode), 0o600)
 
         # Ctrl-C stops it the same way.  Nothing was lost.
         server = self.start('serve', '--port', '0', env=env,

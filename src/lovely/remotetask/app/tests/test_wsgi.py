@@ -2,7 +2,9 @@
 import base64
 import unittest
 
+from lovely.remotetask.app import guards
 from lovely.remotetask.app import wsgi
+from lovely.remotetask.app.settings import Settings
 
 
 def basic(credentials):
@@ -37,9 +39,9 @@ def call(application, **environ):
 class CredentialsTests(unittest.TestCase):
 
     def test_not_utf8(self):
-        self.assertFalse(wsgi.readable(basic(b'\xff\xfe:pw')))
-        self.assertFalse(wsgi.readable(basic(b'admin:\xe9')))
-        self.assertTrue(wsgi.readable(basic('j\u00fcrg:pw'.encode())))
+        self.assertFalse(guards.readable(basic(b'\xff\xfe:pw')))
+        self.assertFalse(guards.readable(basic(b'admin:\xe9')))
+        self.assertTrue(guards.readable(basic('j\u00fcrg:pw'.encode())))
 
     def test_not_utf8_is_400(self):
         app = Recorder()
@@ -53,7 +55,7 @@ class CrossOriginGuardTests(unittest.TestCase):
 
     def setUp(self):
         self.app = Recorder()
-        self.guard = wsgi.CrossOriginGuard(self.app)
+        self.guard = guards.CrossOriginGuard(self.app)
 
     def status(self, **environ):
         return call(self.guard, **environ)[0]
@@ -112,19 +114,35 @@ class CrossOriginGuardTests(unittest.TestCase):
                 ({'HTTP_HOST': '[::1]:8080'}, ('http', '::1', 8080)),
                 ({'SERVER_NAME': 'host', 'SERVER_PORT': '8443',
                   'SERVER_PORT_SECURE': '1'}, ('https', 'host', 8443)),
+                # A ++vh++ of the request is not the server's origin.
                 ({'HTTP_HOST': '127.0.0.1:8080',
                   'PATH_INFO': '/++vh++https:tasks.example.com:443/++/a'},
-                 ('https', 'tasks.example.com', 443)),
-                ({'HTTP_HOST': '127.0.0.1:8080',
-                  'PATH_INFO': '/site/++vh++http:example.com:8000/a/++/b'},
-                 ('http', 'example.com', 8000))):
-            self.assertEqual(wsgi.own_origin(environ), expected, environ)
+                 ('http', '127.0.0.1', 8080))):
+            self.assertEqual(guards.own_origin(environ), expected, environ)
 
-    def test_virtual_host(self):
+    def test_the_request_does_not_choose_the_origin(self):
+        # The attack of issue 9: a ++vh++ naming the attacker's site made
+        # the attacker's Origin the site's own.
         self.assertEqual(self.status(
             REQUEST_METHOD='POST', HTTP_HOST='127.0.0.1:8080',
-            PATH_INFO='/++vh++https:tasks.example.com:443/++/tasks',
-            HTTP_ORIGIN='https://tasks.example.com'), '200 OK')
+            PATH_INFO='/++vh++http:evil.example:80/++/tasks',
+            QUERY_STRING='', HTTP_ORIGIN='http://evil.example'),
+            '403 Forbidden')
+        self.assertEqual(self.app.calls, [])
+
+    def test_public_url(self):
+        guard = guards.CrossOriginGuard(self.app, Settings(
+            public_origin=('https', 'tasks.example.com', 443)))
+        post = dict(REQUEST_METHOD='POST', HTTP_HOST='127.0.0.1:8080')
+        self.assertEqual(call(guard, HTTP_ORIGIN='https://tasks.example.com',
+                              **post)[0], '200 OK')
+        # Not the Host the request names, nor its ++vh++.
+        self.assertEqual(call(guard, HTTP_ORIGIN='http://127.0.0.1:8080',
+                              **post)[0], '403 Forbidden')
+        self.assertEqual(call(
+            guard, HTTP_ORIGIN='http://evil.example',
+            PATH_INFO='/++vh++http:evil.example:80/++/tasks', **post)[0],
+            '403 Forbidden')
 
     def test_https_scheme_of_the_server(self):
         # A WSGI server behind a proxy that tells the scheme: the
@@ -138,31 +156,150 @@ class CrossOriginGuardTests(unittest.TestCase):
 
 class SecurityHeadersTests(unittest.TestCase):
 
-    def test_no_framing(self):
-        status, headers, body = call(wsgi.SecurityHeaders(Recorder()))
+    def test_no_framing_no_foreign_script(self):
+        status, headers, body = call(guards.SecurityHeaders(Recorder()))
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
-        self.assertEqual(headers['Content-Security-Policy'],
-                         "frame-ancestors 'none'")
+        policy = [part.strip() for part in
+                  headers['Content-Security-Policy'].split(';')]
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("script-src 'self'", policy)
+        self.assertIn("default-src 'self'", policy)
+        self.assertEqual(headers['X-Content-Type-Options'], 'nosniff')
+        self.assertEqual(headers['Referrer-Policy'], 'same-origin')
         self.assertNotIn('Cache-Control', headers)
 
     def test_no_store_with_credentials(self):
-        status, headers, body = call(wsgi.SecurityHeaders(Recorder()),
+        status, headers, body = call(guards.SecurityHeaders(Recorder()),
                                      HTTP_AUTHORIZATION=basic(b'a:b'))
         self.assertEqual(headers['Cache-Control'], 'no-store')
 
     def test_own_headers_stay(self):
         app = Recorder([('Cache-Control', 'public, max-age=86400'),
                         ('X-Frame-Options', 'SAMEORIGIN')])
-        status, headers, body = call(wsgi.SecurityHeaders(app),
+        status, headers, body = call(guards.SecurityHeaders(app),
                                      HTTP_AUTHORIZATION=basic(b'a:b'))
         self.assertEqual(headers['Cache-Control'], 'public, max-age=86400')
         self.assertEqual(headers['X-Frame-Options'], 'SAMEORIGIN')
 
     def test_refusals_get_them_too(self):
         status, headers, body = call(
-            wsgi.protect(Recorder()), REQUEST_METHOD='POST',
-            HTTP_ORIGIN='http://evil.example',
+            wsgi.protect(Recorder(), check=lambda login, pw: True),
+            REQUEST_METHOD='POST', HTTP_ORIGIN='http://evil.example',
             HTTP_AUTHORIZATION=basic(b'a:b'))
         self.assertEqual(status, '403 Forbidden')
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
         self.assertEqual(headers['Cache-Control'], 'no-store')
+
+
+class VirtualHostGuardTests(unittest.TestCase):
+
+    PUBLIC = Settings(public_origin=('https', 'tasks.example.com', 443),
+                      public_url='https://tasks.example.com',
+                      virtual_hosting=True)
+
+    def status(self, settings, path):
+        app = Recorder()
+        status = call(guards.VirtualHostGuard(app, settings),
+                      PATH_INFO=path)[0]
+        self.assertEqual(bool(app.calls), status == '200 OK')
+        return status
+
+    def test_off_by_default(self):
+        for path in ('/++vh++https:evil.example:443/++/tasks',
+                     '/tasks/++vh++http:evil.example:80/++/',
+                     '/++VH++https:evil.example:443/++/tasks',
+                     '/%2B%2Bvh%2B%2Bhttps:evil.example:443/++/tasks',
+                     '/++vh++https:tasks.example.com:443/++/tasks'):
+            self.assertEqual(self.status(Settings(), path),
+                             '400 Bad Request', path)
+        self.assertEqual(self.status(Settings(), '/tasks/@@jobs.html'),
+                         '200 OK')
+
+    def test_on_for_the_public_url_only(self):
+        self.assertEqual(self.status(
+            self.PUBLIC, '/++vh++https:tasks.example.com:443/++/tasks'),
+            '200 OK')
+        self.assertEqual(self.status(
+            self.PUBLIC, '/++vh++https:tasks.example.com:443/admin/++/'),
+            '200 OK')
+        self.assertEqual(self.status(self.PUBLIC, '/tasks'), '200 OK')
+        for path in ('/++vh++https:evil.example:443/++/tasks',
+                     '/++vh++http:tasks.example.com:80/++/tasks',
+                     '/++vh++https:tasks.example.com:443/++/'
+                     '++vh++https:evil.example:443/++/'):
+            self.assertEqual(self.status(self.PUBLIC, path),
+                             '400 Bad Request', path)
+
+    def test_refusal_is_logged_escaped(self):
+        with self.assertLogs('lovely.remotetask.app', 'INFO') as logged:
+            self.status(Settings(), '/++vh++x\n2030-01-01 CRITICAL forged')
+        self.assertEqual(len(logged.output), 1)
+        self.assertNotIn('\n', logged.output[0])
+        self.assertIn('\\n2030', logged.output[0])
+
+
+class LogTests(unittest.TestCase):
+
+    def test_one_record_one_line(self):
+        import io
+        import logging
+        from lovely.remotetask.app import logsafe
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        logger = logging.getLogger('lovely.remotetask.test.logsafe')
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logsafe.install([logger])
+            logger.error('%s', 'http://x/a\n2030-01-01 CRITICAL FORGED')
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                logger.exception('URL\r\x1b[2J')
+        finally:
+            logger.removeHandler(handler)
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(lines[0],
+                         'http://x/a\\n2030-01-01 CRITICAL FORGED')
+        self.assertEqual(lines[1], 'URL\\r\\x1b[2J')
+        self.assertEqual(lines[2], 'Traceback (most recent call last):')
+
+
+class SettingsTests(unittest.TestCase):
+
+    def test_defaults(self):
+        from lovely.remotetask.app.settings import parse
+        self.assertEqual(parse(None), Settings())
+        self.assertFalse(Settings().virtual_hosting)
+        self.assertEqual(Settings().max_request_body, 10 * 1024 * 1024)
+
+    def test_values(self):
+        from lovely.remotetask.app.settings import parse
+        settings = parse({'public-url': 'https://Tasks.example.com/x',
+                          'virtual-hosting': 'on',
+                          'max-request-body': '2MB'})
+        self.assertEqual(settings.public_origin,
+                         ('https', 'tasks.example.com', 443))
+        self.assertTrue(settings.virtual_hosting)
+        self.assertEqual(settings.max_request_body, 2 * 1024 * 1024)
+
+    def test_mistakes(self):
+        from lovely.remotetask.app.settings import InvalidSetting
+        from lovely.remotetask.app.settings import parse
+        for config in ({'virtual-hosting': 'on'},
+                       {'virtual-hosting': 'maybe'},
+                       {'public-url': 'tasks.example.com'},
+                       {'max-request-body': 'ten'}):
+            with self.assertRaises(InvalidSetting):
+                parse(config)
+
+
+def test_suite():
+    import doctest
+    return unittest.TestSuite([
+        unittest.defaultTestLoader.loadTestsFromName(__name__),
+        doctest.DocTestSuite('lovely.remotetask.app.guards'),
+        doctest.DocTestSuite('lovely.remotetask.app.logsafe'),
+        doctest.DocTestSuite('lovely.remotetask.app.settings'),
+        doctest.DocTestSuite('lovely.remotetask.app.badrequests'),
+    ])
