@@ -444,7 +444,10 @@ class BaseProcessor:
         if self._nextDue is not None:
             untilDue = self._nextDue.timestamp() - time.time()
             timeout = min(timeout, max(untilDue, 0.001))
-        self._wakeup.wait(timeout)
+        if self._wakeup.wait(timeout):
+            # Woken, perhaps by another process's commit: let its
+            # invalidation reach this processor's connection first.
+            wakeup.settle(self.db)
         self._wakeup.clear()
 
     def wake(self):

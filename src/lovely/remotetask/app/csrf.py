@@ -141,7 +141,7 @@ class CSRFTokens:
 
     @staticmethod
     def insert(page, token):
-        """``page`` with a hidden token field in every POST form.
+        r"""``page`` with a hidden token field in every POST form.
 
         >>> print(CSRFTokens.insert(
         ...     b'<form method="post" action="."><input name="a" /></form>'
