@@ -40,6 +40,7 @@ from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
+from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import TransactionEnded
 
 
@@ -198,7 +199,8 @@ class BaseProcessor:
                 setSite(site)
                 txn = tm.get()
                 try:
-                    service.runJob(job, now)
+                    with runningAs(service, job):
+                        service.runJob(job, now)
                     checkTransaction(tm, txn)
                     tm.commit()
                     return

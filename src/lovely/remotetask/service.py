@@ -80,7 +80,10 @@ from zope.interface import implementer
 from zope.component.interfaces import ISite
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import limits
 from lovely.remotetask import processor
+from lovely.remotetask.interaction import currentPrincipalId
+from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -240,6 +243,7 @@ class TaskService(Contained, persistent.Persistent):
     retryDelay = 0.0
     maxConflictRetries = 5
     leaseTime = 60.0
+    maxDataSize = limits.MAX_DATA_SIZE
 
     _v_nextid = None
 
@@ -301,6 +305,7 @@ class TaskService(Contained, persistent.Persistent):
     def _insert(self, job):
         status, job.status = job.status, None
         job.__parent__ = self
+        job.addedBy = currentPrincipalId()
         self.jobs[job.id] = job
         self._setStatus(job, status)
         byTask = self._byTask.get(job.task)
@@ -334,6 +339,7 @@ class TaskService(Contained, persistent.Persistent):
             retryDelay=None):
         """See ITaskServiceManage."""
         self._getTask(task)
+        limits.checkInput(self, input)
         if maxRetries is not None and (
                 isinstance(maxRetries, bool) or not isinstance(maxRetries, int)
                 or maxRetries < 0):
@@ -354,6 +360,7 @@ class TaskService(Contained, persistent.Persistent):
                    month=(), dayOfWeek=(), delay=None):
         """See ITaskServiceManage."""
         self._getTask(task)
+        limits.checkInput(self, input)
         job = CronJob(self._newId(), task, input, minute, hour, dayOfMonth,
                       month, dayOfWeek, delay)
         self._insert(job)
@@ -680,7 +687,7 @@ class TaskService(Contained, persistent.Persistent):
         """
         task = self._getTask(job.task)
         output = task(self, job.id, job.input)
-        checkStorable(output)
+        limits.checkOutput(self, output)
         now = _now(now)
         job.output = output
         job.error = job.traceback = None
@@ -813,7 +820,8 @@ class TaskService(Contained, persistent.Persistent):
         txn = manager.get()
         savepoint = manager.savepoint(optimistic=True)
         try:
-            self.runJob(job, now)
+            with runningAs(self, job):
+                self.runJob(job, now)
             processor.checkTransaction(manager, txn)
         except interfaces.TransactionEnded:
             # What the task committed stays (the job is processing, leased
