@@ -79,6 +79,7 @@ from zope.container.contained import Contained
 from zope.interface import implementer
 from zope.component.interfaces import ISite
 
+from lovely.remotetask import audit
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import processor
@@ -423,6 +424,7 @@ class TaskService(Contained, persistent.Persistent):
             return False
         self._unschedule(job)
         self._setStatus(job, CANCELLED)
+        audit.record(self, 'cancel', (jobid,))
         return True
 
     def cancelAll(self):
@@ -459,6 +461,9 @@ class TaskService(Contained, persistent.Persistent):
             if gone:
                 self._taskCounts[task].change(-len(gone))
         self._retired.update(removed)
+        if removed:
+            audit.record(self, 'clean', removed.keys(), len(removed),
+                         detail=', '.join(status))
         return len(removed)
 
     # -- reading -------------------------------------------------------------
@@ -867,13 +872,15 @@ class TaskService(Contained, persistent.Persistent):
     def startProcessing(self):
         """See ITaskServiceManage."""
         db, oid = self._processorKey()
-        processor.start(db, oid, self._threadName(), self.processorFactory,
-                        dict(self.processorArguments))
+        if processor.start(db, oid, self._threadName(), self.processorFactory,
+                           dict(self.processorArguments)):
+            audit.record(self, 'start')
 
     def stopProcessing(self):
         """See ITaskServiceManage."""
         db, oid = self._processorKey()
-        processor.stop(db, oid)
+        if processor.stop(db, oid):
+            audit.record(self, 'stop')
 
     def isProcessing(self):
         """See ITaskServiceRead."""
