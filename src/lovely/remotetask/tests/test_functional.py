@@ -27,5 +27,6 @@ def test_suite():
     return unittest.TestSuite([
         testing.FunctionalDocFileSuite(
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
+            'browser/audit.rst',
             'xmlrpc.rst', package='lovely.remotetask', tearDown=tearDown),
     ])
