@@ -49,7 +49,8 @@ class ServiceLimitTests(unittest.TestCase):
             with self.assertRaises(interfaces.DataTooLarge) as caught:
                 add()
             self.assertIsInstance(caught.exception, ValueError)
-            self.assertIn('more than the 1,048,576 bytes', str(caught.exception))
+            self.assertIn('more than the 1,048,576 bytes',
+                          str(caught.exception))
         self.assertEqual(self.service.countJobs(), 0)
 
     def test_an_input_at_the_limit_is_taken(self):
@@ -128,7 +129,8 @@ class JobPageTests(unittest.TestCase):
 
     def test_large_data_is_abbreviated(self):
         # Distinct strings: the pickle of one string many times is small.
-        jobid = self.service.add('echo', {n: f'{n:0100d}' for n in range(50000)})
+        jobid = self.service.add('echo',
+                                 {n: f'{n:0100d}' for n in range(50000)})
         self.service.processNext(jobid=jobid)
         transaction.commit()
         body = self.page(jobid)
