@@ -32,6 +32,11 @@ The log (``AuditLog``) and how it behaves under concurrent transactions
     one of them splits the bucket (then the other conflicts and is
     retried, as a web request is).
 
+    The tree holds a sentinel, key 0, that is never removed: the first
+    bucket exists from the start (two transactions that both created it
+    would conflict) and never empties (a change that empties a bucket
+    does not merge).
+
 ``_length`` (BTrees.Length)
     The number of entries; merges any concurrent changes.
 
@@ -44,8 +49,9 @@ Bounded size
     write the tree).  Two concurrent trims delete the same keys and
     conflict: one is retried, and then finds nothing to trim.
 
-A service stored before there was an audit log gets its log with the
-first record: that writes the service object once.
+A new service has its log from the start.  A service stored before there
+was an audit log gets it with the first record: that writes the service
+object once (two first records at once conflict, and one is retried).
 """
 import collections
 import datetime
@@ -71,6 +77,8 @@ MAX_IDS = 20
 MAX_ENTRIES = 1000
 #: ``record``'s default principal: that of the current interaction.
 CURRENT = object()
+#: The key of the entry that is never removed (see the module doc).
+_SENTINEL = 0
 
 Entry = collections.namedtuple(
     'Entry', 'when principal action jobids count detail')
@@ -98,6 +106,7 @@ class AuditLog(persistent.Persistent):
 
     def __init__(self):
         self._entries = LOBTree()
+        self._entries[_SENTINEL] = None
         self._length = Length()
 
     def __len__(self):
@@ -121,7 +130,7 @@ class AuditLog(persistent.Persistent):
         excess = self._length() - self.maxEntries
         if excess <= max(self.maxEntries // 10, 1):
             return
-        oldest = list(self._entries.keys()[:excess])
+        oldest = list(self._entries.keys(min=_SENTINEL + 1)[:excess])
         for key in oldest:
             del self._entries[key]
         self._length.change(-len(oldest))
@@ -130,7 +139,7 @@ class AuditLog(persistent.Persistent):
         """The entries, newest first, of ``principal`` (an id, or None
         for the entries made outside an interaction; all if not given)
         and of ``action`` (all if None)."""
-        for key in reversed(self._entries.keys()):
+        for key in reversed(self._entries.keys(min=_SENTINEL + 1)):
             principalId, act, jobids, count, detail = self._entries[key]
             if principal is not CURRENT and principalId != principal:
                 continue
@@ -141,7 +150,8 @@ class AuditLog(persistent.Persistent):
     def principals(self):
         """The principals of the entries (None: outside an interaction).
         """
-        return {entry[0] for entry in self._entries.values()}
+        return {entry[0]
+                for entry in self._entries.values(min=_SENTINEL + 1)}
 
 
 def auditLog(service, create=False):

@@ -55,6 +55,9 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     The task filter of the UI; written by adds and cleans only.  Filtering
     by task and status together walks the status's keys and tests each id
     for membership in the task's set: no job is loaded.
+
+``_audit`` (audit.AuditLog)
+    Who cancelled, cleaned, started and stopped: see audit.py.
 """
 import datetime
 import io
@@ -258,6 +261,7 @@ class TaskService(Contained, persistent.Persistent):
         self._counts = {status: Length() for status in STATUSES}
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
+        self._audit = audit.AuditLog()
 
     # -- the job table -------------------------------------------------------
 

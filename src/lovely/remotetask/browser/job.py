@@ -75,11 +75,19 @@ def showData(value):
     >>> shown = showData(list(range(100000)))
     >>> shown['text'][-12:], shown['note']
     ('48, 49, ...]', '368,878 bytes (pickled); an abbreviation is shown.')
+    >>> import threading
+    >>> showData([threading.Lock()])['text']
+    '[<unlocked _thread.lock object at ...>]'
     """
     if value is None or isinstance(value, str):
         text = value
     else:
-        size = pickledSize(value)
+        try:
+            size = pickledSize(value)
+        except ValueError:
+            # Stored once, it cannot be pickled now (a class that went
+            # away, say): show what can be shown.
+            size = 0
         if size > PRETTY:
             return {'text': _abbreviated().repr(value)[:SHOWN],
                     'note': f'{size:,} bytes (pickled); an abbreviation is '

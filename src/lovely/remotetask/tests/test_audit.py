@@ -99,9 +99,22 @@ class RecordTests(unittest.TestCase):
         self.assertEqual((entry.action, entry.jobids, entry.principal),
                          ('cancel', (jobid,), None))
 
-    def test_no_log_no_entries(self):
-        self.assertEqual(list(audit.entries(TaskService())), [])
-        self.assertIsNone(audit.auditLog(TaskService()))
+    def test_a_service_stored_before_the_audit_log_gets_one(self):
+        service = TaskService()
+        del service._audit
+        self.assertEqual(list(audit.entries(service)), [])
+        self.assertIsNone(audit.auditLog(service))
+        audit.record(service, 'start')
+        self.assertEqual(len(audit.auditLog(service)), 1)
+
+    def test_the_sentinel_stays(self):
+        auditlog = audit.AuditLog()
+        auditlog.maxEntries = 1
+        for i in range(10):
+            auditlog.append('p', 'stop')
+        self.assertIn(0, auditlog._entries)
+        self.assertEqual(len(auditlog), len(list(auditlog.entries())))
+        self.assertEqual(auditlog.principals(), {'p'})
 
     def test_records_of_one_transaction_merge_per_principal(self):
         db = ZODB.DB(DemoStorage())
