@@ -7,7 +7,9 @@ and logged at INFO.  Who added a job is recorded on the job itself
 (``job.addedBy``, see interaction.py).  See audit.rst.
 
 Recording (``record``) is transactional: what a transaction records is
-written, and logged, when it commits, and never if it aborts.  The
+written, and logged, when it commits, and never if it aborts; rolling
+back a savepoint (as ``processNext`` does for a failed task) drops what
+was recorded after it.  The
 records of one transaction are merged: one entry per action and
 principal, with the number of jobs and the first ``MAX_IDS`` of their
 ids (a "Cancel all" of 100,000 jobs is one entry, not 100,000).
@@ -62,6 +64,9 @@ import random
 import persistent
 from BTrees.Length import Length
 from BTrees.LOBTree import LOBTree
+from transaction.interfaces import IDataManager
+from transaction.interfaces import ISavepointDataManager
+from zope.interface import implementer
 
 from lovely.remotetask.interaction import currentPrincipalId
 
@@ -195,34 +200,82 @@ def record(service, action, jobids=(), count=None, principal=CURRENT,
         _write(service, principal, action, jobids, count, detail)
         _log(service, principal, action, jobids, count, detail)
         return
-    txn = jar.transaction_manager.get()
+    manager = jar.transaction_manager
+    txn = manager.get()
     try:
         pending = txn.data(record)
     except KeyError:
-        pending = {}
+        pending = _Pending(manager)
         txn.set_data(record, pending)
         txn.addBeforeCommitHook(_writePending, (pending,))
         txn.addAfterCommitHook(_logPending, (pending,))
+    if not pending.joined:
+        # Joined, the records roll back with the transaction's savepoints
+        # (a failed task's in processNext).
+        txn.join(pending)
+        pending.joined = True
+    records = pending.records
     key = (id(service), principal, action, detail)
-    if key in pending:
-        _, ids, total = pending[key]
-        pending[key] = (service, (ids + jobids)[:MAX_IDS],
+    if key in records:
+        _, ids, total = records[key]
+        records[key] = (service, (ids + jobids)[:MAX_IDS],
                         None if total is None and count is None
                         else (total or 0) + (count or 0))
     else:
-        pending[key] = (service, jobids[:MAX_IDS], count)
+        records[key] = (service, jobids[:MAX_IDS], count)
+
+
+@implementer(IDataManager, ISavepointDataManager)
+class _Pending:
+    """The records of a transaction, until its before-commit hook writes
+    them.  A data manager only so that savepoints roll them back; it
+    stores nothing itself."""
+
+    joined = False
+
+    def __init__(self, manager):
+        self.transaction_manager = manager
+        self.records = {}
+
+    def savepoint(self):
+        return _Rollback(self)
+
+    def abort(self, txn):
+        # The transaction aborts, or a savepoint from before this data
+        # manager joined is rolled back (which also unjoins it).
+        self.records.clear()
+        self.joined = False
+
+    def tpc_begin(self, txn):
+        pass
+
+    commit = tpc_vote = tpc_finish = tpc_abort = tpc_begin
+
+    def sortKey(self):
+        return 'lovely.remotetask.audit'
+
+
+class _Rollback:
+
+    def __init__(self, pending):
+        self.pending = pending
+        self.records = dict(pending.records)
+
+    def rollback(self):
+        self.pending.records.clear()
+        self.pending.records.update(self.records)
 
 
 def _writePending(pending):
     for (ident, principal, action, detail), (service, jobids, count) in \
-            pending.items():
+            pending.records.items():
         _write(service, principal, action, jobids, count, detail)
 
 
 def _logPending(committed, pending):
     if committed:
         for (ident, principal, action, detail), (service, jobids, count) in \
-                pending.items():
+                pending.records.items():
             _log(service, principal, action, jobids, count, detail)
 
 

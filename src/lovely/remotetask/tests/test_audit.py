@@ -142,6 +142,57 @@ class RecordTests(unittest.TestCase):
             conn.close()
             db.close()
 
+    def test_what_a_savepoint_rolls_back_is_not_recorded(self):
+        db = ZODB.DB(DemoStorage())
+        conn = db.open()
+        try:
+            conn.root()['tasks'] = service = TaskService()
+            transaction.commit()
+            first, second, third = [service.add('echo') for i in range(3)]
+            early = transaction.savepoint()     # before any record
+            service.cancel(first)
+            late = transaction.savepoint()
+            service.cancel(second)
+            late.rollback()
+            service.cancel(third)
+            transaction.commit()
+            entry, = audit.entries(service)
+            self.assertEqual((entry.count, set(entry.jobids)),
+                             (2, {first, third}))
+            jobid = service.add('echo')
+            early = transaction.savepoint()
+            service.cancel(jobid)
+            early.rollback()
+            transaction.commit()
+            self.assertEqual(len(list(audit.entries(service))), 1)
+        finally:
+            transaction.abort()
+            conn.close()
+            db.close()
+
+    def test_a_failed_task_in_process_next_records_nothing(self):
+        db = ZODB.DB(DemoStorage())
+        conn = db.open()
+        try:
+            conn.root()['tasks'] = service = TaskService()
+            victim = service.add('echo', startLater=True)
+
+            def cancelThenFail(input):
+                service.cancel(victim)
+                raise ValueError('and fail')
+            zope.component.provideUtility(
+                task.SimpleTask(cancelThenFail), interfaces.ITask, 'bad')
+            service.add('bad', maxRetries=0)
+            transaction.commit()
+            self.assertEqual(service.process(), 1)
+            transaction.commit()
+            self.assertEqual(service.getStatus(victim), 'start later')
+            self.assertEqual(list(audit.entries(service)), [])
+        finally:
+            transaction.abort()
+            conn.close()
+            db.close()
+
     def test_the_log_line_escapes_what_comes_from_outside(self):
         service = TaskService()
         records = []
