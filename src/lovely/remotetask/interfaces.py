@@ -85,6 +85,11 @@ class InvalidJobId(ValueError):
         return f'Job ids are integers in [1, 2**31), not {self.jobid!r}'
 
 
+class DataTooLarge(ValueError):
+    """A job's input is larger than its service takes (``maxDataSize``).
+    """
+
+
 class InvalidSchedule(ValueError):
     """A cron schedule names values out of range or can never match."""
 
@@ -155,6 +160,11 @@ class IJob(Interface):
         description='The worker that runs or last ran the job.')
     leaseExpires = Attribute(
         'When the lease of the running job expires (datetime), or None.')
+    addedBy = schema.TextLine(
+        title='Added by', required=False, readonly=True,
+        description='The id of the principal who added the job (the job '
+                    'runs as this principal), or None when it was added '
+                    'outside an interaction.')
 
 
 class ICronJob(IJob):
@@ -379,6 +389,11 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         title='Lease', min=1.0, default=60.0,
         description='Seconds a running job is leased to its worker; the '
                     'worker renews it while the job runs.')
+    maxDataSize = schema.Int(
+        title='Largest input and output', min=0, required=False,
+        default=1024 * 1024,
+        description='Bytes (pickled) a job\'s input and output may take; '
+                    'None: no limit.  See limits.py.')
 
 
 class IProcessor(Interface):

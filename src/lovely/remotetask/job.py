@@ -49,6 +49,8 @@ class Job(persistent.Persistent):
     retryDelay = None
     worker = None
     lease = None
+    #: The id of the principal who added the job (see interaction.py).
+    addedBy = None
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None

@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import wakeup
+from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import TransactionEnded
 
 
@@ -288,7 +289,8 @@ class BaseProcessor:
         """
         savepoint = tm.savepoint(optimistic=True)
         try:
-            output = service.runTask(job)
+            with runningAs(service, job):
+                output = service.runTask(job)
             checkTransaction(tm, txn)
             return output, None, None
         except TransientError:
@@ -329,7 +331,8 @@ class BaseProcessor:
                 setSite(site)
                 txn = tm.get()
                 try:
-                    service.runJob(job, now)
+                    with runningAs(service, job):
+                        service.runJob(job, now)
                     checkTransaction(tm, txn)
                     tm.commit()
                     return

@@ -5,21 +5,27 @@ and/or a local utility).  It reads as the API of ``ITaskService``; the
 structures it keeps its jobs in, and how they behave under concurrent
 transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
-``processor.py``.
+``processor.py``.  ``_audit`` (see audit.py) records who cancelled,
+cleaned, started and stopped.
 """
 import datetime
 import traceback as tb_module
 import types
 
 import persistent
+from BTrees.IIBTree import IITreeSet
 import transaction
 import zope.component
 from zope.component.interfaces import ISite
 from zope.container.contained import Contained
 from zope.interface import implementer
 
+from lovely.remotetask import audit
 from lovely.remotetask import interfaces
+from lovely.remotetask import limits
 from lovely.remotetask import processor
+from lovely.remotetask.interaction import currentPrincipalId
+from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import CRONJOB
@@ -36,7 +42,6 @@ from lovely.remotetask.jobtable import _wakeAfterCommit
 from lovely.remotetask.jobtable import checkJobId  # noqa: F401 (API)
 from lovely.remotetask.jobtable import now_
 from lovely.remotetask.steps import ProcessingSteps
-from lovely.remotetask.steps import checkStorable  # noqa: F401 (API)
 from lovely.remotetask.steps import formatError  # noqa: F401 (API)
 from lovely.remotetask.timeset import MAXID  # noqa: F401 (API)
 # Databases written before timeset.py existed name this class here.
@@ -56,10 +61,12 @@ class TaskService(JobTable, ProcessingSteps, Contained,
     retryDelay = 0.0
     maxConflictRetries = 5
     leaseTime = 60.0
+    maxDataSize = limits.MAX_DATA_SIZE
 
     def __init__(self):
         super().__init__()
         self._initTable()
+        self._audit = audit.AuditLog()
 
     # -- tasks ---------------------------------------------------------------
 
@@ -85,6 +92,7 @@ class TaskService(JobTable, ProcessingSteps, Contained,
             retryDelay=None):
         """See ITaskServiceManage."""
         self._getTask(task)
+        limits.checkInput(self, input)
         if maxRetries is not None and (
                 isinstance(maxRetries, bool) or not isinstance(maxRetries, int)
                 or maxRetries < 0):
@@ -96,6 +104,7 @@ class TaskService(JobTable, ProcessingSteps, Contained,
         job = Job(self._newId(), task, input,
                   status=STARTLATER if startLater else QUEUED,
                   maxRetries=maxRetries, retryDelay=retryDelay)
+        job.addedBy = currentPrincipalId()
         self._insert(job)
         if not startLater:
             _wakeAfterCommit(self)
@@ -105,8 +114,10 @@ class TaskService(JobTable, ProcessingSteps, Contained,
                    month=(), dayOfWeek=(), delay=None):
         """See ITaskServiceManage."""
         self._getTask(task)
+        limits.checkInput(self, input)
         job = CronJob(self._newId(), task, input, minute, hour, dayOfMonth,
                       month, dayOfWeek, delay)
+        job.addedBy = currentPrincipalId()
         self._insert(job)
         self._scheduleNext(job, job.created)
         return job.id
@@ -148,6 +159,7 @@ class TaskService(JobTable, ProcessingSteps, Contained,
             return False
         self._unschedule(job)
         self._setStatus(job, CANCELLED)
+        audit.record(self, 'cancel', (jobid,))
         return True
 
     def cancelAll(self, limit=None):
@@ -170,10 +182,13 @@ class TaskService(JobTable, ProcessingSteps, Contained,
             raise ValueError(
                 f'Only jobs in status {", ".join(REMOVABLE)} can be removed, '
                 f'not {", ".join(map(repr, bad))}')
-        removed = 0
+        removed = IITreeSet()
         for name in status:
-            removed += len(self._remove(name, limit and limit - removed))
-        return removed
+            removed.update(self._remove(name, limit and limit - len(removed)))
+        if removed:
+            audit.record(self, 'clean', removed.keys(), len(removed),
+                         detail=', '.join(status))
+        return len(removed)
 
     # -- reading -------------------------------------------------------------
 
@@ -210,7 +225,8 @@ class TaskService(JobTable, ProcessingSteps, Contained,
         txn = manager.get()
         savepoint = manager.savepoint(optimistic=True)
         try:
-            self.runJob(job, now)
+            with runningAs(self, job):
+                self.runJob(job, now)
             processor.checkTransaction(manager, txn)
         except interfaces.TransactionEnded:
             # What the task committed stays (the job is processing, leased
@@ -256,15 +272,17 @@ class TaskService(JobTable, ProcessingSteps, Contained,
     def startProcessing(self):
         """See ITaskServiceManage."""
         db, oid = self._processorKey()
-        processor.start(db, oid, self._threadName(), self.processorFactory,
-                        dict(self.processorArguments))
+        if processor.start(db, oid, self._threadName(), self.processorFactory,
+                           dict(self.processorArguments)):
+            audit.record(self, 'start')
 
     def stopProcessing(self):
         """See ITaskServiceManage."""
         if self._p_jar is None or self._p_oid is None:
             return  # never stored: nothing can be processing
         db, oid = self._processorKey()
-        processor.stop(db, oid)
+        if processor.stop(db, oid):
+            audit.record(self, 'stop')
 
     def isProcessing(self):
         """See ITaskServiceRead."""

@@ -27,14 +27,12 @@ renewal writes only ``Lease`` objects, never a job, so it cannot conflict
 with a run.
 """
 import datetime
-import io
 import logging
 import math
-import pickle
 
-import persistent
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import limits
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
@@ -67,25 +65,6 @@ def formatError(error):
         return str(error) or name
     message = str(error)
     return f'{name}: {message}' if message else name
-
-
-def checkStorable(output):
-    """Raise ``TaskError`` if ``output`` cannot be stored in the ZODB.
-
-    Found now, this is a failure of the task; found at commit, it would be
-    a failed commit repeated with every retry.
-    """
-    if output is None or isinstance(output, (str, bytes, int, float)):
-        return
-    pickler = pickle.Pickler(io.BytesIO(), 3)
-    # Persistent objects are stored by reference, as the ZODB does.
-    pickler.persistent_id = lambda obj: (
-        1 if isinstance(obj, persistent.Persistent) else None)
-    try:
-        pickler.dump(output)
-    except Exception as error:
-        raise interfaces.TaskError(
-            f'The output cannot be stored: {formatError(error)}')
 
 
 class ProcessingSteps:
@@ -150,7 +129,7 @@ class ProcessingSteps:
         """
         task = self._getTask(job.task)
         output = task(self, job.id, job.input)
-        checkStorable(output)
+        limits.checkOutput(self, output)
         return output
 
     def complete(self, job, output, now=None):

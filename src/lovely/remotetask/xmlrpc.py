@@ -2,6 +2,7 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
+``getJob``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
 queue (``add``, ``addCronJob``, ``startJob``, ``cancel``) need
 ``lovely.remotetask.Manage``.  The permission of each method is declared
@@ -41,6 +42,7 @@ from zope.security.checker import Checker
 from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 
+from lovely.remotetask.interfaces import DataTooLarge
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import MANAGE
@@ -59,6 +61,8 @@ FAULT_INVALID_JOB_ID = 3
 FAULT_INVALID_SCHEDULE = 4
 #: The caller is logged in but lacks the permission (as HTTP's 403).
 FAULT_FORBIDDEN = 403
+#: The job's input is larger than the service takes (its maxDataSize).
+FAULT_DATA_TOO_LARGE = 5
 #: The body is not well-formed XML (the XML-RPC interoperability codes
 #: follow).
 FAULT_PARSE_ERROR = -32700
@@ -78,6 +82,7 @@ _FAULTS = (
     (NoSuchJob, FAULT_NO_SUCH_JOB),
     (InvalidJobId, FAULT_INVALID_JOB_ID),
     (InvalidSchedule, FAULT_INVALID_SCHEDULE),
+    (DataTooLarge, FAULT_DATA_TOO_LARGE),
 )
 _ERRORS = tuple(exception for exception, code in _FAULTS)
 
@@ -265,6 +270,11 @@ def publishedMethods(cls, prefix=''):
             if hasattr(value, 'xmlrpcPermission')}
 
 
+#: What ``getJob`` tells about a job.
+JOB_DATA = ('id', 'task', 'status', 'addedBy', 'created', 'started',
+            'completed', 'attempts', 'worker', 'error')
+
+
 class TaskServiceAPI(XMLRPCView):
     """The XML-RPC methods of a task service."""
 
@@ -345,6 +355,16 @@ class TaskServiceAPI(XMLRPCView):
     def getError(self, jobid):
         """The error message of a job; '' if it has none."""
         return marshallable(self._call('getError', jobid))
+
+    @published('struct', 'int', permission=VIEW)
+    def getJob(self, jobid):
+        """What is known about a job, without its input and output: id,
+        task, status, addedBy (the principal who added it), created,
+        started, completed, attempts, worker, error; '' where not set."""
+        _check('jobid', jobid, int)
+        with faults():
+            job = removeSecurityProxy(self.context)._job(jobid)
+        return marshallable({name: getattr(job, name) for name in JOB_DATA})
 
     def _call(self, method, jobid):
         _check('jobid', jobid, int)

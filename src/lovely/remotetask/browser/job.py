@@ -1,16 +1,20 @@
 """A job's own page (SERVICE/JOBID) and the detail cell of cron jobs."""
 import html
 import pprint
+import reprlib
 
 from zope.browserpage import ViewPageTemplateFile
 from zope.i18n import translate
 from zope.i18nmessageid import MessageFactory
 from zope.publisher.browser import BrowserPage
+from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.interaction import lookup
+from lovely.remotetask.limits import pickledSize
 from lovely.remotetask.interfaces import ICronJob
 
 
@@ -19,6 +23,21 @@ _ = MessageFactory('lovely.remotetask')
 
 #: What the page shows for data nested too deeply to print.
 TOO_DEEP = '[nested too deeply to show]'
+#: The most characters the page shows of a value (input, output, error,
+#: traceback); a longer one is cut, and the page says how long it is.
+SHOWN = 10000
+#: Data larger than this (bytes, pickled) is not pretty-printed (which
+#: would build its whole text) but abbreviated (``reprlib``).
+PRETTY = 256 * 1024
+
+
+def _abbreviated():
+    short = reprlib.Repr()
+    short.maxlevel = 3
+    short.maxdict = short.maxlist = short.maxtuple = 50
+    short.maxset = short.maxfrozenset = short.maxdeque = 50
+    short.maxstring = short.maxother = short.maxlong = 500
+    return short
 
 
 def formatData(value):
@@ -42,6 +61,45 @@ def formatData(value):
         return TOO_DEEP
 
 
+def showData(value):
+    """A value as the page shows it: ``{'text', 'note'}``.
+
+    The text is None for None, and at most ``SHOWN`` characters; the note
+    (None for a value shown whole) says how large the value is.
+
+    >>> showData([1, 2])
+    {'text': '[1, 2]', 'note': None}
+    >>> shown = showData('x' * 50000)
+    >>> len(shown['text']), shown['note']
+    (10000, '50,000 characters; the first 10,000 are shown.')
+    >>> shown = showData(list(range(100000)))
+    >>> shown['text'][-12:], shown['note']
+    ('48, 49, ...]', '368,878 bytes (pickled); an abbreviation is shown.')
+    >>> import threading
+    >>> showData([threading.Lock()])['text'].startswith('[<unlocked')
+    True
+    """
+    if value is None or isinstance(value, str):
+        text = value
+    else:
+        try:
+            size = pickledSize(value)
+        except ValueError:
+            # Stored once, it cannot be pickled now (a class that went
+            # away, say): show what can be shown.
+            size = 0
+        if size > PRETTY:
+            return {'text': _abbreviated().repr(value)[:SHOWN],
+                    'note': f'{size:,} bytes (pickled); an abbreviation is '
+                            f'shown.'}
+        text = formatData(value)
+    if text is None or len(text) <= SHOWN:
+        return {'text': text, 'note': None}
+    return {'text': text[:SHOWN],
+            'note': f'{len(text):,} characters; the first {SHOWN:,} are '
+                    f'shown.'}
+
+
 class JobView(BrowserPage):
     """Everything about one job: data, dates, attempts, worker, error.
 
@@ -62,13 +120,22 @@ class JobView(BrowserPage):
         """The URL of the job's service (its Jobs tab)."""
         return absoluteURL(self.context.__parent__, self.request)
 
+    def data(self):
+        """The job's input, output, error and traceback as ``showData``
+        shows them, by name."""
+        # Only read and measured here: the proxies would hide the types
+        # that pickling needs.
+        job = removeSecurityProxy(self.context)
+        return {name: showData(getattr(job, name))
+                for name in ('input', 'output', 'error', 'traceback')}
+
     def input(self):
         """The job's input as text, or None."""
-        return formatData(self.context.input)
+        return showData(removeSecurityProxy(self.context.input))['text']
 
     def output(self):
         """The job's output as text, or None."""
-        return formatData(self.context.output)
+        return showData(removeSecurityProxy(self.context.output))['text']
 
     def dates(self):
         """The job's dates as ``{'label', 'value'}``, the value as text."""
@@ -81,6 +148,19 @@ class JobView(BrowserPage):
             dates.append((_('Scheduled for'), job.scheduledFor))
         return [{'label': label, 'value': formatDate(value)}
                 for label, value in dates]
+
+    def addedBy(self):
+        """Who added the job: the principal's title and id, or just the
+        id when the site no longer knows it; None if nobody is recorded
+        (the job runs as the unauthenticated principal)."""
+        principalId = self.context.addedBy
+        if principalId is None:
+            return None
+        principal = lookup(self.context.__parent__, principalId)
+        title = getattr(principal, 'title', None)
+        if not title or title == principalId:
+            return principalId
+        return f'{title} ({principalId})'
 
     def attempts(self):
         """``attempts`` of the most allowed, when the job has its own

@@ -37,7 +37,7 @@ def tearDown(test):
 def test_suite():
     narrative = doctest.DocFileSuite(
         '../service.rst', '../processor.rst', '../cron.rst',
-        '../startup.rst',
+        '../startup.rst', '../interaction.rst', '../audit.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
     # docs/guarantees.rst, in a checkout (an installed package has no docs/).
     guarantees = os.path.join(os.path.dirname(__file__), os.pardir,
@@ -49,5 +49,5 @@ def test_suite():
             setUp=setUp, tearDown=tearDown, optionflags=FLAGS))
     modules = unittest.TestSuite([
         doctest.DocTestSuite('lovely.remotetask.' + name, optionflags=FLAGS)
-        for name in ('cron', 'task', 'startup')])
+        for name in ('cron', 'task', 'startup', 'limits')])
     return unittest.TestSuite([narrative, modules])

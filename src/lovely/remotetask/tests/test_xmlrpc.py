@@ -137,7 +137,8 @@ class SignatureTests(unittest.TestCase):
 
     def test_permissions(self):
         self.assertEqual(api.READ_METHODS, (
-            'getAvailableTasks', 'getError', 'getResult', 'getStatus'))
+            'getAvailableTasks', 'getError', 'getJob', 'getResult',
+            'getStatus'))
         self.assertEqual(api.MANAGE_METHODS, (
             'add', 'addCronJob', 'cancel', 'startJob'))
         self.assertEqual(
