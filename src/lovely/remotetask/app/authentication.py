@@ -28,6 +28,7 @@ before the publisher:
 import base64
 import binascii
 import logging
+import tempfile
 import threading
 import time
 
@@ -78,12 +79,17 @@ def check_password(login, password):
 
 
 class LoginThrottle:
-    """Failed logins per login and per client address.
+    """Failed logins per login from one client address, and per address.
 
     ``FREE`` failures of a key are free; after ``n`` more, the next
     attempt waits ``2 ** n`` seconds after the last failure, at most
     ``MAX_WAIT``.  Keys idle for ``FORGET`` seconds are forgotten; at
-    most ``MAX_KEYS`` are kept (the oldest go first).  Thread-safe.
+    most ``MAX_KEYS`` are kept (the least recently failed go first).
+    Thread-safe.
+
+    A login is counted per address, never alone: failures from elsewhere
+    cannot lock its owner out (a guesser spread over many addresses is
+    slowed per address only).
     """
 
     FREE = {'login': 10, 'address': 5}
@@ -97,7 +103,7 @@ class LoginThrottle:
         self._lock = threading.Lock()
 
     def _keys(self, login, address):
-        return (('login', login), ('address', address))
+        return (('login', (login, address)), ('address', address))
 
     def wait(self, login, address):
         """Seconds an attempt of ``login`` from ``address`` must wait."""
@@ -179,15 +185,20 @@ class Authenticate:
 
 
 class BodyLimit:
-    """413 for a request body larger than ``limit`` bytes (before it is
-    read: by its ``Content-Length``)."""
+    """413 for a request body larger than ``limit`` bytes: before it is
+    read, by its ``Content-Length``.  A body without one (chunked, on
+    servers that pass it on without a length) is read here first, into a
+    temporary file, and refused as soon as it passes the limit."""
 
     def __init__(self, application, limit):
         self.application = application
         self.limit = limit
 
     def __call__(self, environ, start_response):
-        length = (environ.get('CONTENT_LENGTH') or '0').strip()
+        length = (environ.get('CONTENT_LENGTH') or '').strip()
+        if not length and environ.get('HTTP_TRANSFER_ENCODING'):
+            length = self.spool(environ)
+        length = length or '0'
         if not length.isdigit():
             return answer(start_response, '400 Bad Request',
                           'Bad Request: Content-Length is not a number.\n')
@@ -201,3 +212,20 @@ class BodyLimit:
                           f'Content Too Large: the limit is {self.limit} '
                           f'bytes.\n')
         return self.application(environ, start_response)
+
+    def spool(self, environ, chunk=65536):
+        """Read a body of unknown length, up to one byte past the limit;
+        return its length (as text).  What was read replaces the input."""
+        stream, spooled = environ['wsgi.input'], tempfile.SpooledTemporaryFile(
+            max_size=1024 * 1024)
+        size = 0
+        while size <= self.limit:
+            data = stream.read(min(chunk, self.limit + 1 - size))
+            if not data:
+                break
+            spooled.write(data)
+            size += len(data)
+        spooled.seek(0)
+        environ['wsgi.input'] = spooled
+        environ['CONTENT_LENGTH'] = str(size)
+        return str(size)

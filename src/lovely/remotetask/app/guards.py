@@ -14,6 +14,13 @@ Outermost first:
     unless the answer has a Cache-Control of its own, as the static
     resources do).
 
+``DropCookies``
+    The request's cookies are not passed on: logins are HTTP basic
+    authentication, nothing here keeps state in cookies, and the
+    publisher reads form values from cookies too (``request.get``), so a
+    cookie set by another application of the same host (cookies ignore
+    the port) could make a plain link change things.
+
 ``VirtualHostGuard``
     Zope's virtual hosting (``++vh++`` in the path) only when
     ``virtual-hosting on`` (``settings``), and then only to the
@@ -238,6 +245,17 @@ class VirtualHostGuard:
                     loggable(environ.get('PATH_INFO', '')), reason)
         return answer(start_response, '400 Bad Request',
                       f'Bad Request: {reason}.\n')
+
+
+class DropCookies:
+    """The request without its cookies (see the module)."""
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        environ.pop('HTTP_COOKIE', None)
+        return self.application(environ, start_response)
 
 
 class SecurityHeaders:

@@ -36,6 +36,7 @@ from lovely.remotetask.app.database import close_databases
 from lovely.remotetask.app.database import open_database
 from lovely.remotetask.app.database import stop_processors
 from lovely.remotetask.app.guards import CrossOriginGuard
+from lovely.remotetask.app.guards import DropCookies
 from lovely.remotetask.app.guards import RejectMalformedCredentials
 from lovely.remotetask.app.guards import SecurityHeaders
 from lovely.remotetask.app.guards import VirtualHostGuard
@@ -103,6 +104,7 @@ def protect(application, settings=web.Settings(), check=check_password):
     application = RejectMalformedCredentials(application)
     application = MethodGuard(application)
     application = VirtualHostGuard(application, settings)
+    application = DropCookies(application)
     return SecurityHeaders(application)
 
 

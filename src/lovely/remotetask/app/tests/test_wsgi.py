@@ -303,3 +303,54 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.app.settings'),
         doctest.DocTestSuite('lovely.remotetask.app.badrequests'),
     ])
+
+
+class ReviewFindingsTests(unittest.TestCase):
+    """What an independent review of the guards found (each failed
+    before its fix)."""
+
+    def test_cookies_do_not_reach_the_publisher(self):
+        # The publisher reads form values from cookies too: a cookie set
+        # by another application of the host made a plain link add a
+        # service through the contents view.
+        app = Recorder()
+        status, headers, body = call(
+            wsgi.protect(app, check=lambda login, pw: True),
+            PATH_INFO='/@@contents.html', HTTP_AUTHORIZATION=basic(b'a:b'),
+            HTTP_COOKIE='type_name=BrowserAdd__x; new_value=evil',
+            HTTP_SEC_FETCH_SITE='cross-site', HTTP_SEC_FETCH_MODE='navigate')
+        self.assertEqual(status, '200 OK')
+        self.assertNotIn('HTTP_COOKIE', app.calls[0])
+
+    def test_failures_elsewhere_do_not_lock_a_login_out(self):
+        from lovely.remotetask.app.authentication import LoginThrottle
+        throttle = LoginThrottle(clock=lambda: 1000.0)
+        for n in range(50):
+            throttle.failed('admin', f'10.0.0.{n}')
+        self.assertEqual(throttle.wait('admin', '127.0.0.1'), 0.0)
+        # From one address, the login is slowed down after 10 failures
+        # (and the address after 5, whatever the login).
+        for n in range(12):
+            throttle.failed('admin', '10.9.9.9')
+        self.assertGreater(throttle.wait('admin', '10.9.9.9'), 0)
+        self.assertGreater(throttle.wait('other', '10.9.9.9'), 0)
+
+    def test_bodies_without_a_length_are_limited(self):
+        # Servers that pass chunked bodies on without Content-Length let
+        # the publisher read any size.
+        import io
+        app = Recorder()
+        protected = wsgi.protect(app, Settings(max_request_body=1000),
+                                 check=lambda login, pw: True)
+        for size, expected in ((1000, '200 OK'),
+                               (50000, '413 Content Too Large')):
+            status, headers, body = call(
+                protected, REQUEST_METHOD='POST', PATH_INFO='/tasks/',
+                HTTP_AUTHORIZATION=basic(b'a:b'),
+                HTTP_ORIGIN='http://localhost:8080',
+                CONTENT_TYPE='text/xml', HTTP_TRANSFER_ENCODING='chunked',
+                **{'wsgi.input': io.BytesIO(b'x' * size)})
+            self.assertEqual(status, expected, size)
+        self.assertEqual(len(app.calls), 1)
+        self.assertEqual(app.calls[0]['CONTENT_LENGTH'], '1000')
+        self.assertEqual(app.calls[0]['wsgi.input'].read(), b'x' * 1000)
