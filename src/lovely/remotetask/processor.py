@@ -40,6 +40,7 @@ from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import pgnotify
 from lovely.remotetask import wakeup
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import TransactionEnded
@@ -685,6 +686,9 @@ def _wakeAfterCommit(committed, keys):
     if committed:
         for key in keys:
             wake(*key)
+        # Other processes on RelStorage (ZEO tells them by itself).
+        for db in {db for db, oid in keys}:
+            pgnotify.notify(db)
 
 
 def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,

@@ -10,8 +10,9 @@ the processors that watch one of the oids: those of the service's counters
 of queued, delayed and cron jobs, which every add, queueing and scheduling
 writes.  So a remote worker starts a new job about one network round trip
 after its commit, instead of after its poll interval; polling stays as the
-fallback (and is all there is for storages that do not push invalidations,
-such as RelStorage, which polls the database at each transaction start).
+fallback.  RelStorage pushes no invalidations (it polls the database at
+each transaction start): on PostgreSQL, ``pgnotify`` does the same with
+LISTEN/NOTIFY.
 
 The adapter tells its instances while it holds its lock, and the listener
 may be told before the processor's own connection is: a woken processor
@@ -64,7 +65,8 @@ def watch(db, proc, oids):
     """
     adapter = _adapter(db)
     if adapter is None:
-        return False
+        from lovely.remotetask import pgnotify
+        return pgnotify.watch(db, proc)
     with _lock:
         listener = _listeners.get(db)
         if listener is None:
@@ -78,6 +80,8 @@ def watch(db, proc, oids):
 
 def unwatch(db, proc):
     """Stop waking ``proc``; the last one leaves the adapter."""
+    from lovely.remotetask import pgnotify
+    pgnotify.unwatch(db, proc)
     with _lock:
         listener = _listeners.get(db)
         if listener is None:

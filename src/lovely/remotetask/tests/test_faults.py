@@ -668,9 +668,13 @@ class Waking:
         figures(self, storage=self.storageName, **measured,
                 test_seconds=self.elapsed())
 
+
+class PushWaking:
+    """A worker in another process is woken by the commit, not polling."""
+
     def test_remote_worker_is_woken_by_the_commit(self):
-        # A poll interval far longer than the deadline: only the
-        # invalidation of the service's counters can wake the worker.
+        # A poll interval far longer than the deadline: only the database
+        # (ZEO's invalidations, PostgreSQL's NOTIFY) can wake the worker.
         db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
         worker = self.startWorker('pushed', 1, 300.0)
@@ -840,12 +844,12 @@ class ServerResolvesConflicts:
 
 
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
-                Cron, ServerRestart, ServerResolvesConflicts):
+                PushWaking, Cron, ServerRestart, ServerResolvesConflicts):
     """Over a ZEO server."""
 
 
 class RelStorageFaults(RelStorageStorage, ProcessTestCase, KillWorkers,
-                       LostWorker):
+                       LostWorker, PushWaking):
     """Over RelStorage on PostgreSQL (skipped when unreachable)."""
 
     jobs = 1000
