@@ -20,6 +20,15 @@ While a job runs, a lease keeper thread renews its lease in transactions
 of its own that write only the lease object.  Every processor also takes
 back the jobs of workers whose lease expired (``TaskService.recover``).
 
+A processor thread registers itself with its service and writes a
+heartbeat every few seconds (``workers.Heartbeat``, a thread of its own);
+through the heartbeats the processors find dead workers and take their
+jobs back within seconds.  A paused service (``TaskService.pause``) is
+claimed from by no processor.  Storage faults (a ZEO disconnect, a lock
+timeout, see storagefaults.py) during a run are retried with backoff
+while the job's lease may still be held; they never count as failed
+attempts.
+
 The module keeps the processors of this process in a registry keyed by
 (database, service oid), so that ``startProcessing`` twice starts one
 thread and a committed ``add`` wakes the idle processor at once.
@@ -40,7 +49,9 @@ from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import storagefaults
 from lovely.remotetask import wakeup
+from lovely.remotetask import workers
 from lovely.remotetask.interfaces import TransactionEnded
 
 
@@ -74,6 +85,10 @@ class BaseProcessor:
     compactInterval = 10.0
     #: How many processors claim from the service at once (sizes groups).
     claimers = 1
+    #: After a storage fault the loop pauses at most this long.
+    maxFaultBackoff = 2.0
+    #: Jobs completed and failed since the processor started.
+    done = failed = 0
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
                  partition=None, workerId=None, maxGroup=100):
@@ -95,26 +110,33 @@ class BaseProcessor:
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
         self._watching = None   # oids whose change wakes this processor
+        self._heart = None      # the workers.Heartbeat while it runs
 
     # -- transactions ---------------------------------------------------------
 
-    def _transact(self, func, retries, now=None):
+    def _transact(self, func, retries, now=None, faultTime=0.0):
         """Call ``func(service, now)`` in a fresh transaction and commit.
 
         Conflicts are retried ``retries`` times; the last one propagates.
+        Storage faults are retried with backoff for ``faultTime`` seconds.
         """
         tm = transaction.TransactionManager()
         conn = self.db.open(transaction_manager=tm)
+        backoff = storagefaults.Backoff(self.db, faultTime)
         try:
             for attempt in itertools.count():
-                tm.begin()
                 try:
+                    tm.begin()
                     result = func(conn.get(self.oid), now)
                     tm.commit()
                     return result
-                except TransientError:
+                except Exception as error:
                     tm.abort()
-                    if attempt >= retries:
+                    if faultTime and storagefaults.isStorageFault(error) \
+                            and not _closed(self.db) and backoff.wait(error):
+                        continue
+                    if not isinstance(error, TransientError) \
+                            or attempt >= retries:
                         raise
         finally:
             tm.abort()
@@ -139,6 +161,9 @@ class BaseProcessor:
             self._leaseTime = service.leaseTime
             if self._watching is None:
                 self._watching = service.wakeOids()
+            if service.isPaused():
+                self._nextDue = None
+                return []
             size = service.groupSize(limit, self.claimers)
             jobs = service.claimGroup(self.workerId, size, now,
                                       self._claimPartition())
@@ -197,7 +222,16 @@ class BaseProcessor:
             if len(jobids) == 1:
                 self._run(jobids[0], now)
                 return
-            for jobid in self._runTogether(jobids, now):
+            try:
+                alone = self._runTogether(jobids, now)
+            except Exception as error:
+                if not storagefaults.isStorageFault(error):
+                    raise
+                log.info('%s: a group of %d jobs met a storage fault (%s); '
+                         'running them one by one', self.workerId,
+                         len(jobids), error.__class__.__name__)
+                alone = jobids
+            for jobid in alone:
                 self._run(jobid, now)
         finally:
             self._untrack(jobids)
@@ -270,9 +304,11 @@ class BaseProcessor:
             tm.abort()
             conn.close()
 
-    @staticmethod
-    def _end(service, ends, now):
+    def _end(self, service, ends, now):
         """Write the ends of a group's runs (before its commit)."""
+        failed = sum(error is not None for job, (o, error, t) in ends)
+        service._transactionManager().get().addAfterCommitHook(
+            self._count, (len(ends) - failed, failed))
         for job, (output, error, text) in ends:
             if error is None:
                 service.complete(job, output, now)
@@ -303,6 +339,13 @@ class BaseProcessor:
             savepoint.rollback()
             return None, error, text
 
+    def _count(self, committed, done, failed=0):
+        """Count jobs done and failed (an after-commit hook)."""
+        if committed:
+            with self._runningLock:
+                self.done += done
+                self.failed += failed
+
     def _leave(self, jobid, job):
         log.warning('%s: job %s is no longer ours (%s); leaving it',
                     self.workerId, jobid,
@@ -316,15 +359,26 @@ class BaseProcessor:
         # threads can reach too (DB.close() aborts through it).
         tm = transaction.manager.manager
         conn = self.db.open(transaction_manager=tm)
+        faults = storagefaults.Backoff(self.db, self._leaseTime or 60.0)
         try:
             conflicts = 0
             while True:
-                tm.begin()
-                service = conn.get(self.oid)
-                job = service.jobs.get(jobid)
-                if not self._holds(job):
+                try:
+                    # With ``server-sync`` a begin is a server round trip:
+                    # a storage fault here is retried like one in the run.
+                    tm.begin()
+                    service = conn.get(self.oid)
+                    job = service.jobs.get(jobid)
+                    held = self._holds(job)
+                except Exception as error:
+                    tm.abort()
+                    if self._retryFault(jobid, error, faults):
+                        continue
+                    raise
+                if not held:
                     self._leave(jobid, job)
                     return
+                faults.held()
                 site = service.site()
                 setSite(site)
                 txn = tm.get()
@@ -332,9 +386,21 @@ class BaseProcessor:
                     service.runJob(job, now)
                     checkTransaction(tm, txn)
                     tm.commit()
+                    self._count(True, 1)
                     return
-                except TransientError as error:
+                except BaseException as error:
+                    # BaseException too: a task calling sys.exit() must not
+                    # end the processor, nor leave its job processing.
+                    text = traceback.format_exc()
                     tm.abort()
+                    if storagefaults.isStorageFault(error):
+                        # Not the task's fault: no attempt is spent.
+                        if self._retryFault(jobid, error, faults):
+                            continue
+                        return
+                    if not isinstance(error, TransientError):
+                        self._fail(jobid, error, text, now)
+                        return
                     conflicts += 1
                     if conflicts <= service.maxConflictRetries:
                         log.info('Job %s: conflict (%s), running it again',
@@ -344,18 +410,24 @@ class BaseProcessor:
                                f'after {conflicts} conflicting runs', None,
                                now)
                     return
-                except BaseException as error:
-                    # BaseException too: a task calling sys.exit() must not
-                    # end the processor, nor leave its job processing.
-                    text = traceback.format_exc()
-                    tm.abort()
-                    self._fail(jobid, error, text, now)
-                    return
                 finally:
                     setSite(None)
         finally:
             tm.abort()
             conn.close()
+
+    def _retryFault(self, jobid, error, faults):
+        """After a storage fault in a run: True to try again (after a
+        pause), False to leave the job to its lease."""
+        if storagefaults.isStorageFault(error) and not _closed(self.db):
+            if faults.wait(error):
+                log.info('Job %s: storage fault (%s: %s); trying again',
+                         jobid, error.__class__.__name__, error)
+                return True
+            log.warning('%s: job %s: the storage kept failing (%s) for '
+                        'longer than its lease; leaving it to be taken back',
+                        self.workerId, jobid, error.__class__.__name__)
+        return False
 
     def _holds(self, job):
         return (job is not None
@@ -369,7 +441,10 @@ class BaseProcessor:
             job = service.jobs.get(jobid)
             if self._holds(job):
                 service.fail(job, error, text, now)
-        self._transact(fail, 10, now)
+                return True
+            return False
+        if self._transact(fail, 10, now, self._leaseTime or 60.0):
+            self._count(True, 0, 1)
 
     # -- leases ---------------------------------------------------------------
 
@@ -413,6 +488,11 @@ class BaseProcessor:
     def __call__(self):
         """See IProcessor."""
         try:
+            # Registration and heartbeats (see workers.py); the heartbeat
+            # thread ends, deregistering, once this processor stopped and
+            # its jobs ended.
+            self._heart = workers.Heartbeat(self)
+            self._heart.start()
             self._loop()
         except BaseException:
             log.exception('%s: the processor ended unexpectedly',
@@ -428,12 +508,24 @@ class BaseProcessor:
             try:
                 worked = self.step()
                 backoff = self.minBackoff
-            except Exception:
+            except Exception as error:
                 if self._stopping.is_set() or _closed(self.db):
                     break
-                log.exception('%s: processing failed; pausing %g s',
-                              self.workerId, backoff)
-                self._stopping.wait(backoff)
+                if storagefaults.isStorageFault(error):
+                    # The storage is away (say a ZEO server restarting):
+                    # look again soon, without a traceback per try.
+                    pause = min(backoff, self.maxFaultBackoff) \
+                        * random.uniform(0.5, 1.0)
+                    log.warning('%s: storage fault (%s: %s); pausing %.2g s',
+                                self.workerId, error.__class__.__name__,
+                                error, pause)
+                    if isinstance(error, ValueError):
+                        storagefaults.dropPrefetchedOids(self.db)
+                else:
+                    pause = backoff
+                    log.exception('%s: processing failed; pausing %g s',
+                                  self.workerId, backoff)
+                self._stopping.wait(pause)
                 backoff = min(backoff * 2, self.maxBackoff)
                 continue
             if not worked:
@@ -457,6 +549,8 @@ class BaseProcessor:
         wakeup.unwatch(self.db, self)
         self._wakeup.set()
         self._keeperWake.set()
+        if self._heart is not None:
+            self._heart.wake.set()
         keeper = self._keeper
         if keeper is not None and keeper is not threading.current_thread() \
                 and not self._running:
@@ -649,6 +743,12 @@ def stopAll(timeout=10.0, db=None):
     for key in keys:
         stop(*key, timeout=timeout)
     return len(keys)
+
+
+def serviceNames():
+    """The names of the services processed in this process."""
+    with _registryLock:
+        return sorted(proc.name for proc, thread in _registry.values())
 
 
 def isRunning(db, oid):
