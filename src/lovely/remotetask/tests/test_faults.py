@@ -839,8 +839,93 @@ class ServerResolvesConflicts:
                          [second])
 
 
+class Workers:
+    """The worker registry with real worker processes: a SIGKILLed
+    worker's job runs again within seconds, pause and resume reach every
+    worker."""
+
+    def workers(self, tm, service):
+        tm.begin()
+        return {w['id']: w for w in service.listWorkers()}
+
+    def test_killed_worker_found_dead_by_its_heartbeats(self):
+        # The default settings: a lease of 60 s, a worker timeout of 15 s.
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        self.assertEqual(service.workerTimeout, 15.0)
+        first = self.startWorker('first')
+        second = self.startWorker('second')
+        jobid = service.add(faultsupport.BLOCK, {'name': 'dead'})
+        tm.commit()
+        seen1 = self.waitStarted('dead', 1)
+        lost = seen1['worker']
+        other = [p for p in (first, second) if p.pid != seen1['pid']][0]
+        # Both are registered and beating; the first one runs the job.
+        waitFor(lambda: len([w for w in self.workers(tm, service).values()
+                             if w['heartbeat'] >= 1]) == 2, 30,
+                message='two workers beating')
+        self.assertEqual(self.workers(tm, service)[lost]['running'], [jobid])
+        killed = time.monotonic()
+        self.procs.kill(first if seen1['pid'] == first.pid else second)
+        seen2 = self.waitStarted('dead', 2, 25)
+        self.release('dead')
+        waitFor(fresh(tm, lambda: service.getStatus(jobid) == 'completed'),
+                max(25 - (time.monotonic() - killed), 1),
+                message='completion within 25 s of the kill')
+        done = time.monotonic() - killed
+        self.assertEqual(seen2['pid'], other.pid)
+        self.assertTrue(seen2['error'].startswith(
+            f'WorkerLost: worker {lost} lost (no heartbeat for 15 s'),
+            seen2['error'])
+        workers = self.workers(tm, service)
+        self.assertEqual(workers[lost]['status'], 'dead')
+        self.assertEqual(workers[seen2['worker']]['status'], 'alive')
+        self.assertEqual(conn.root()['counts'][jobid], 1)
+        figures(self, storage=self.storageName, done_after_kill_s=done,
+                test_seconds=self.elapsed())
+
+    def test_pause_and_resume_reach_every_worker(self):
+        db, oid, tm, conn = self.setUpService()
+        service = faultsupport.service(conn)
+        self.startWorker('worker0', 2)
+        self.startWorker('worker1', 1)
+        waitFor(lambda: len(self.workers(tm, service)) == 2, 30,
+                message='two workers registered')
+        running = service.add(faultsupport.BLOCK, {'name': 'running'})
+        tm.commit()
+        self.waitStarted('running', 1)
+        service.pause()
+        tm.commit()
+        paused = time.monotonic()
+        ids = self.addJobs(tm, service, 20, None)
+        # The running job finishes; nothing more is claimed.
+        self.release('running')
+        waitFor(fresh(tm, lambda: service.getStatus(running) == 'completed'),
+                30, message='the running job to finish')
+        beats = {key: w['heartbeat']
+                 for key, w in self.workers(tm, service).items()}
+        # One heartbeat interval later, every worker has beaten (it lives)
+        # and none has claimed a job.
+        waitFor(lambda: all(
+            w['heartbeat'] > beats[key]
+            for key, w in self.workers(tm, service).items()), 30,
+            message='a heartbeat of every worker')
+        tm.begin()
+        self.assertEqual(service.countJobs('queued'), len(ids))
+        self.assertEqual(service.countJobs('processing'), 0)
+        service.resume()
+        tm.commit()
+        resumed = time.monotonic()
+        waitFor(fresh(tm, lambda: service.countJobs('completed')
+                      == len(ids) + 1), 30, message='all jobs after resume')
+        figures(self, storage=self.storageName,
+                paused_s=resumed - paused,
+                drained_after_resume_s=time.monotonic() - resumed,
+                test_seconds=self.elapsed())
+
+
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
-                Cron, ServerRestart, ServerResolvesConflicts):
+                Cron, ServerRestart, ServerResolvesConflicts, Workers):
     """Over a ZEO server."""
 
 
