@@ -165,11 +165,17 @@ class WorkerSteps:
 
     # -- the registry ----------------------------------------------------------
 
-    def register(self, workerId, services=(), threads=1, now=None):
-        """Register a worker (its heartbeats will follow); its record."""
+    def register(self, workerId, services=(), threads=1, now=None,
+                 host=None, pid=None):
+        """Register a worker (its heartbeats will follow); its record.
+
+        ``host`` and ``pid`` are this process's unless given.
+        """
         registry = self._registry(create=True)
-        record = WorkerRecord(workerId, socket.gethostname(), os.getpid(),
-                              services, threads, now_(now), version())
+        record = WorkerRecord(
+            workerId, host or socket.gethostname(),
+            os.getpid() if pid is None else pid, services, threads,
+            now_(now), version())
         registry.records[workerId] = record
         if workerId in registry.verdicts:
             del registry.verdicts[workerId]

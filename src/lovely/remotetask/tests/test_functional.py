@@ -42,6 +42,7 @@ def test_suite():
     return unittest.TestSuite([
         testing.FunctionalDocFileSuite(
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
+            'browser/workers.rst',
             'xmlrpc.rst', package='lovely.remotetask', setUp=setUp,
             tearDown=tearDown),
     ])
