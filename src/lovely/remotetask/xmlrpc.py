@@ -343,6 +343,34 @@ class TaskServiceAPI(XMLRPCView):
         """The error message of a job; '' if it has none."""
         return marshallable(self._call('getError', jobid))
 
+    @published('array', permission=VIEW)
+    def listWorkers(self):
+        """The workers registered with the service: structs with id, host,
+        pid, services, threads, started, version, running (job ids), done,
+        failed, heartbeat (sequence number), lastHeartbeat, age (seconds)
+        and status (alive, stopping, late or dead)."""
+        return marshallable(removeSecurityProxy(
+            self.context.listWorkers()))
+
+    @published('boolean', permission=MANAGE)
+    def pause(self):
+        """Pause the service for every worker of every process: no job is
+        claimed until resume() (running jobs finish).  Returns true."""
+        self.context.pause()
+        return True
+
+    @published('boolean', permission=MANAGE)
+    def resume(self):
+        """Let every worker claim jobs of the service again.  Returns
+        true."""
+        self.context.resume()
+        return True
+
+    @published('boolean', permission=VIEW)
+    def isPaused(self):
+        """Is the service paused for every worker?"""
+        return bool(self.context.isPaused())
+
     def _call(self, method, jobid):
         _check('jobid', jobid, int)
         with faults():
