@@ -720,6 +720,13 @@ def stop(db, oid, timeout=10.0):
         log.warning('Processor %s is still finishing a job', proc.name)
     else:
         _forget(proc)
+        heart = proc._heart
+        if heart is not None and heart.thread.is_alive() \
+                and heart.thread is not threading.current_thread():
+            # Let it deregister the worker (a clean stop) before, say,
+            # the process closes the database.
+            heart.wake.set()
+            heart.thread.join(min(timeout, 5.0))
         log.info('Stopped processing %s', proc.name)
     return True
 

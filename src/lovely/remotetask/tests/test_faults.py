@@ -799,7 +799,20 @@ class ServerRestart:
         self.assertEqual(set(conn.root()['done']), set(ids))
         self.assertEqual(service.countJobs('processing'), 0)
         log = self.workerLog()
+        # No attempt was spent on the outage itself: a job ran more than
+        # once only if its lease expired (or its worker was found dead)
+        # meanwhile.
+        lost = {int(jobid) for jobid in re.findall(r'Job (\d+) .*: worker '
+                                                   r'\S+ lost', log)}
+        repeated = {jobid for jobid in ids
+                    if service.jobs[jobid].attempts > 1}
+        self.assertLessEqual(repeated, lost)
+        # No worker paused longer than a few seconds after a fault.
+        pauses = [float(p) for p in re.findall(r'pausing ([\d.e+-]+) s',
+                                                log)]
+        self.assertLessEqual(max(pauses, default=0), 2.0, pauses)
         figures(self, storage=self.storageName, restart_s=restarted,
+                repeated=len(repeated), longest_pause_s=max(pauses, default=0),
                 done_after_kill_s=after,
                 recovered=len(set(re.findall(r'Job (\d+) .*lease expired',
                                              log))),
@@ -888,7 +901,7 @@ class Workers:
         db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
         self.startWorker('worker0', 2)
-        self.startWorker('worker1', 1)
+        worker1 = self.startWorker('worker1', 1)
         waitFor(lambda: len(self.workers(tm, service)) == 2, 30,
                 message='two workers registered')
         running = service.add(faultsupport.BLOCK, {'name': 'running'})
@@ -918,6 +931,13 @@ class Workers:
         resumed = time.monotonic()
         waitFor(fresh(tm, lambda: service.countJobs('completed')
                       == len(ids) + 1), 30, message='all jobs after resume')
+        # A worker that stops cleanly deregisters.
+        self.procs.signal(worker1, signal.SIGTERM)
+        self.assertEqual(self.procs.wait(worker1, 60), 0)
+        remaining = [proc.pid for name, proc in self.procs.running.values()]
+        self.assertEqual(
+            [w['pid'] for w in self.workers(tm, service).values()],
+            remaining)
         figures(self, storage=self.storageName,
                 paused_s=resumed - paused,
                 drained_after_resume_s=time.monotonic() - resumed,
