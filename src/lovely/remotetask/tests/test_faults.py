@@ -944,13 +944,40 @@ class Workers:
                 test_seconds=self.elapsed())
 
 
+class Contention:
+    """Workers contending for the same objects: conflicts and lock errors
+    cost no job an attempt."""
+
+    def test_contention_spends_no_attempts(self):
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        for label, threads in (('worker0', 3), ('worker1', 3)):
+            self.startWorker(label, threads)
+        # Every job writes the same two BTrees (``_record``).
+        ids = self.addJobs(tm, service, 400, None, 100)
+        waitFor(fresh(tm, lambda: service.countJobs('completed')
+                      == len(ids)), 120, 0.2, 'all jobs completed')
+        tm.begin()
+        attempts = collections.Counter(
+            service.jobs[jobid].attempts for jobid in ids)
+        self.assertEqual(attempts, {1: len(ids)})
+        counts = conn.root()['counts']
+        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
+                         dict.fromkeys(ids, 1))
+        log = self.workerLog()
+        figures(self, storage=self.storageName,
+                conflicts=log.count(': conflict ('),
+                faults=log.count(': storage fault ('),
+                test_seconds=self.elapsed())
+
+
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
                 Cron, ServerRestart, ServerResolvesConflicts, Workers):
     """Over a ZEO server."""
 
 
 class RelStorageFaults(RelStorageStorage, ProcessTestCase, KillWorkers,
-                       LostWorker):
+                       LostWorker, Contention):
     """Over RelStorage on PostgreSQL (skipped when unreachable)."""
 
     jobs = 1000
