@@ -336,6 +336,9 @@ class BaseProcessor:
             text = traceback.format_exc()
             if isinstance(error, TransactionEnded) or tm.get() is not txn:
                 raise _GroupBroken(error, text)
+            if storagefaults.isStorageFault(error):
+                savepoint.rollback()
+                return None   # not the task's failure: run it alone
             savepoint.rollback()
             return None, error, text
 

@@ -116,6 +116,45 @@ class StorageFaultTests(Base):
         self.assertFalse(storagefaults.isStorageFault(ConflictError()))
         self.assertFalse(storagefaults.isStorageFault(ValueError('other')))
 
+    def test_a_fault_in_the_runs_begin_is_retried(self):
+        # With ``server-sync`` a begin is a round trip to the ZEO server:
+        # a disconnect there once left the job to its lease.
+        manager = transaction.manager.manager
+        original = manager.begin
+        calls = []
+
+        def begin():
+            calls.append(1)
+            if len(calls) == 1:
+                raise ClientDisconnected('begin')
+            return original()
+        manager.begin = begin
+        self.addCleanup(vars(manager).pop, 'begin', None)
+        job, proc = self.runWith(FlakyStorage())
+        self.assertGreater(len(calls), 1)
+        self.assertEqual((job.status, job.attempts, job.error),
+                         ('completed', 1, None))
+
+    def test_a_fault_in_a_group_runs_the_jobs_alone(self):
+        task = FlakyStorage(ValueError(storagefaults.DUPLICATE_OID))
+        provide('flaky', task)
+        service, tm = self.service()
+        for i in range(6):
+            service.add('flaky')
+        tm.commit()
+        proc = processor.SimpleProcessor(self.db, self.oid, name='test')
+        self.addCleanup(proc.stop)
+        ids = proc.claimGroup()
+        self.assertEqual(len(ids), 3)   # half the queue
+        proc.runGroup(ids)
+        tm.begin()
+        self.assertEqual([(service.jobs[jobid].status,
+                           service.jobs[jobid].attempts) for jobid in ids],
+                         [('completed', 1)] * 3)
+        self.assertEqual((proc.done, proc.failed), (3, 0))
+        # The group's three runs, then the one that met the fault alone.
+        self.assertEqual(task.runs, 3 + 1)
+
     def test_faults_until_the_job_is_taken_back_leave_it(self):
         # The storage keeps failing the run; meanwhile another worker took
         # the job back (its lease revoked): the run leaves it, failing
