@@ -134,7 +134,8 @@ class WorkerSteps:
         return self.workerTimeout / 3
 
     def _registry(self, create=False):
-        registry = self.__dict__.get('_workers')
+        # getattr, not __dict__: reading __dict__ does not load a ghost.
+        registry = getattr(self, '_workers', None)
         if registry is None and create:
             # A service stored before the registry existed.
             registry = self._workers = WorkerRegistry()

@@ -294,6 +294,18 @@ class RegistryTests(Base):
         tm.commit()
         self.assertEqual([w['id'] for w in service.listWorkers()], ['w'])
 
+    def test_a_ghost_service_keeps_its_registry(self):
+        service, tm = self.service()
+        service.register('w')
+        service.pause()
+        tm.commit()
+        service._p_deactivate()
+        service.register('v')
+        tm.commit()
+        self.assertEqual(sorted(w['id'] for w in service.listWorkers()),
+                         ['v', 'w'])
+        self.assertTrue(service.isPaused())
+
     def test_pause_is_obeyed_by_the_running_processor(self):
         provide('echo', lambda service, jobid, input: input)
         service, tm = self.service()
