@@ -141,7 +141,7 @@ class WorkerSteps:
             registry = self._workers = WorkerRegistry()
         return registry
 
-    # -- cluster control -------------------------------------------------------
+    # -- cluster control ------------------------------------------------------
 
     def pause(self, now=None):
         """See ITaskServiceManage."""
@@ -164,7 +164,7 @@ class WorkerSteps:
         registry = self._registry()
         return registry is not None and registry.control.paused
 
-    # -- the registry ----------------------------------------------------------
+    # -- the registry ---------------------------------------------------------
 
     def register(self, workerId, services=(), threads=1, now=None,
                  host=None, pid=None):
@@ -251,7 +251,7 @@ class WorkerSteps:
         return [record.id for record in self.workerRecords()
                 if self.workerStatus(record, now) in (ALIVE, STOPPING)]
 
-    # -- dead workers ----------------------------------------------------------
+    # -- dead workers ---------------------------------------------------------
 
     def findDead(self, observer, now=None):
         """Find dead workers, take their jobs back, drop old records.
