@@ -808,8 +808,8 @@ class ServerRestart:
                     if service.jobs[jobid].attempts > 1}
         self.assertLessEqual(repeated, lost)
         # No worker paused longer than a few seconds after a fault.
-        pauses = [float(p) for p in re.findall(r'pausing ([\d.e+-]+) s',
-                                                log)]
+        pauses = [float(p)
+                  for p in re.findall(r'pausing ([\d.e+-]+) s', log)]
         self.assertLessEqual(max(pauses, default=0), 2.0, pauses)
         figures(self, storage=self.storageName, restart_s=restarted,
                 repeated=len(repeated), longest_pause_s=max(pauses, default=0),

@@ -196,6 +196,7 @@ class StorageFaultTests(Base):
     def test_prefetched_oids_are_dropped(self):
         class Storage:
             _oids = [b'1', b'2']
+
         class DB:
             storage = Storage()
         storagefaults.dropPrefetchedOids(DB())
