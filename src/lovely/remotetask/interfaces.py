@@ -234,6 +234,23 @@ class ITaskServiceRead(Interface):
     def isProcessing():
         """True if this process runs a processor for this service."""
 
+    def isPaused():
+        """True if the service is paused for every worker (see ``pause``)."""
+
+    def listWorkers(now=None):
+        """The workers registered with the service, as dicts.
+
+        Keys: id, host, pid, services, threads, started, version, running
+        (ids of the jobs it runs), done and failed (jobs since it
+        started), heartbeat (its sequence number), lastHeartbeat (the
+        worker's clock), age (seconds since, by this clock), status
+        (``alive``, ``stopping``, ``dead``; ``late``: no heartbeat for
+        longer than ``workerTimeout`` by this clock, no verdict yet).
+        """
+
+    def activeWorkers(now=None):
+        """The ids of the workers alive or stopping."""
+
     def countJobs(status=None, task=None):
         """How many jobs are there (in that status, of that task)?
 
@@ -327,6 +344,17 @@ class ITaskServiceManage(Interface):
 
     def stopProcessing():
         """Stop this service's processor thread in this process."""
+
+    def pause(now=None):
+        """Pause the service for every worker of every process.
+
+        Workers claim nothing more from it (running jobs finish) from their
+        next claim on; adding, cancelling and ``processNext`` still work.
+        A persistent flag: it survives restarts until ``resume``.
+        """
+
+    def resume(now=None):
+        """Let every worker claim from the service again."""
 
 
 class ITaskServiceProcessing(Interface):

@@ -233,13 +233,17 @@ class JobTable:
         job.due = None
 
     def _nextDue(self, now):
-        """The first scheduled job due at ``now``, or None."""
-        key = timeset.firstKey(self._schedule)
-        if key is None or keySecond(key) > now.timestamp():
-            return None
-        # Keys have whole seconds: the job may be due later in this one.
-        job = self.jobs[keyId(key)]
-        return job if job.due <= now else None
+        """A scheduled job due at ``now`` (the earliest), or None."""
+        second = int(now.timestamp())
+        for key in timeKeys(self._schedule):
+            if keySecond(key) > second:
+                return None
+            # Keys have whole seconds: a job of this second may be due
+            # later in it, and one after it (a greater id) earlier.
+            job = self.jobs[keyId(key)]
+            if job.due <= now:
+                return job
+        return None
 
     def _readyKeys(self, now, size, partition=None):
         """Up to ``size`` keys of queued jobs that may run at ``now``.

@@ -67,17 +67,28 @@ class Listener:
     def __init__(self, dsn):
         self.dsn = dsn
         self.processors = weakref.WeakSet()
+        self.ended = False       # set under _lock, when the thread ends
         self.thread = threading.Thread(
             target=self.run, name='remotetasks-listen', daemon=True)
 
+    def _end(self):
+        """End if nobody watches (decided under the lock ``watch`` takes,
+        so that a processor that watches meanwhile gets a new thread)."""
+        with _lock:
+            self.ended = not self.processors
+            return self.ended
+
     def run(self):
         conn = None
-        while self.processors:
+        while not self._end():
             try:
                 if conn is None:
                     conn = _connect(self.dsn)
                     with conn.cursor() as cursor:
                         cursor.execute(f'LISTEN {CHANNEL}')
+                    # What was committed before we listened: look once.
+                    for proc in list(self.processors):
+                        proc.wake()
                 if select.select([conn], [], [], 5.0)[0]:
                     conn.poll()
                     if conn.notifies:
@@ -103,7 +114,7 @@ def watch(db, proc):
         return False
     with _lock:
         listener = _listeners.get(db)
-        start = listener is None or not listener.thread.is_alive()
+        start = listener is None or listener.ended
         if start:
             listener = _listeners[db] = Listener(where)
         listener.processors.add(proc)

@@ -20,6 +20,15 @@ While a job runs, a lease keeper thread renews its lease in transactions
 of its own that write only the lease object.  Every processor also takes
 back the jobs of workers whose lease expired (``TaskService.recover``).
 
+A processor thread registers itself with its service and writes a
+heartbeat every few seconds (``workers.Heartbeat``, a thread of its own);
+through the heartbeats the processors find dead workers and take their
+jobs back within seconds.  A paused service (``TaskService.pause``) is
+claimed from by no processor.  Storage faults (a ZEO disconnect, a lock
+timeout, see storagefaults.py) during a run are retried with backoff
+while the job's lease may still be held; they never count as failed
+attempts.
+
 The module keeps the processors of this process in a registry keyed by
 (database, service oid), so that ``startProcessing`` twice starts one
 thread and a committed ``add`` wakes the idle processor at once.
@@ -35,13 +44,16 @@ import traceback
 import uuid
 
 import transaction
+from transaction._transaction import Status as TxStatus
 from transaction.interfaces import TransientError
 from zope.component.hooks import setSite
 from zope.interface import implementer
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import pgnotify
+from lovely.remotetask import storagefaults
 from lovely.remotetask import wakeup
+from lovely.remotetask import workers
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import TransactionEnded
 
@@ -76,6 +88,10 @@ class BaseProcessor:
     compactInterval = 10.0
     #: How many processors claim from the service at once (sizes groups).
     claimers = 1
+    #: After a storage fault the loop pauses at most this long.
+    maxFaultBackoff = 2.0
+    #: Jobs completed and failed since the processor started.
+    done = failed = 0
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
                  partition=None, workerId=None, maxGroup=100):
@@ -97,26 +113,33 @@ class BaseProcessor:
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
         self._watching = None   # oids whose change wakes this processor
+        self._heart = None      # the workers.Heartbeat while it runs
 
     # -- transactions ---------------------------------------------------------
 
-    def _transact(self, func, retries, now=None):
+    def _transact(self, func, retries, now=None, faultTime=0.0):
         """Call ``func(service, now)`` in a fresh transaction and commit.
 
         Conflicts are retried ``retries`` times; the last one propagates.
+        Storage faults are retried with backoff for ``faultTime`` seconds.
         """
         tm = transaction.TransactionManager()
         conn = self.db.open(transaction_manager=tm)
+        backoff = storagefaults.Backoff(self.db, faultTime)
         try:
             for attempt in itertools.count():
-                tm.begin()
                 try:
+                    tm.begin()
                     result = func(conn.get(self.oid), now)
                     tm.commit()
                     return result
-                except TransientError:
+                except Exception as error:
                     tm.abort()
-                    if attempt >= retries:
+                    if faultTime and storagefaults.isStorageFault(error) \
+                            and not _closed(self.db) and backoff.wait(error):
+                        continue
+                    if not isinstance(error, TransientError) \
+                            or attempt >= retries:
                         raise
         finally:
             tm.abort()
@@ -141,6 +164,9 @@ class BaseProcessor:
             self._leaseTime = service.leaseTime
             if self._watching is None:
                 self._watching = service.wakeOids()
+            if service.isPaused():
+                self._nextDue = None
+                return []
             size = service.groupSize(limit, self.claimers)
             jobs = service.claimGroup(self.workerId, size, now,
                                       self._claimPartition())
@@ -154,8 +180,10 @@ class BaseProcessor:
                      self.workerId)
             return []
         if self._watching and not self._stopping.is_set():
-            # Commits of other processes wake this processor from now on.
-            wakeup.watch(self.db, self, self._watching)
+            # Commits of other processes wake this processor from now on;
+            # one committed since this claim began is looked for once.
+            if wakeup.watch(self.db, self, self._watching):
+                self.wake()
             self._watching = ()
         if not jobids:
             # Idle: put index sets that a burst spread over several
@@ -199,7 +227,18 @@ class BaseProcessor:
             if len(jobids) == 1:
                 self._run(jobids[0], now)
                 return
-            for jobid in self._runTogether(jobids, now):
+            try:
+                alone = self._runTogether(jobids, now)
+            except Exception as error:
+                # A storage fault, or a transaction a task left unusable:
+                # each job runs again alone (if it is still ours).
+                level = logging.INFO if storagefaults.isStorageFault(error) \
+                    else logging.WARNING
+                log.log(level, '%s: a group of %d jobs failed (%s: %s); '
+                        'running them one by one', self.workerId,
+                        len(jobids), error.__class__.__name__, error)
+                alone = jobids
+            for jobid in alone:
                 self._run(jobid, now)
         finally:
             self._untrack(jobids)
@@ -272,9 +311,11 @@ class BaseProcessor:
             tm.abort()
             conn.close()
 
-    @staticmethod
-    def _end(service, ends, now):
+    def _end(self, service, ends, now):
         """Write the ends of a group's runs (before its commit)."""
+        failed = sum(error is not None for job, (o, error, t) in ends)
+        service._transactionManager().get().addAfterCommitHook(
+            self._count, (len(ends) - failed, failed))
         for job, (output, error, text) in ends:
             if error is None:
                 service.complete(job, output, now)
@@ -289,22 +330,36 @@ class BaseProcessor:
         conflicted (it is rolled back, to run again alone).
         """
         savepoint = tm.savepoint(optimistic=True)
+        hooks = _hookMarks(txn)
         try:
             with runningAs(service, job):
                 output = service.runTask(job)
             checkTransaction(tm, txn)
             return output, None, None
-        except TransientError:
-            savepoint.rollback()
-            return None
         except BaseException as error:
             # BaseException too: a task calling sys.exit() must not end
             # the processor, nor leave its job processing.
             text = traceback.format_exc()
-            if isinstance(error, TransactionEnded) or tm.get() is not txn:
+            if isinstance(error, TransactionEnded) or not _usable(tm, txn):
                 raise _GroupBroken(error, text)
-            savepoint.rollback()
+            try:
+                savepoint.rollback()
+            except Exception:
+                # A data manager the task joined cannot roll back.
+                raise _GroupBroken(error, text)
+            # The task's commit hooks go with its writes.
+            _dropHooks(txn, hooks)
+            if isinstance(error, TransientError) \
+                    or storagefaults.isStorageFault(error):
+                return None   # not the task's failure: run it alone
             return None, error, text
+
+    def _count(self, committed, done, failed=0):
+        """Count jobs done and failed (an after-commit hook)."""
+        if committed:
+            with self._runningLock:
+                self.done += done
+                self.failed += failed
 
     def _leave(self, jobid, job):
         log.warning('%s: job %s is no longer ours (%s); leaving it',
@@ -319,15 +374,26 @@ class BaseProcessor:
         # threads can reach too (DB.close() aborts through it).
         tm = transaction.manager.manager
         conn = self.db.open(transaction_manager=tm)
+        faults = storagefaults.Backoff(self.db, self._leaseTime or 60.0)
         try:
             conflicts = 0
             while True:
-                tm.begin()
-                service = conn.get(self.oid)
-                job = service.jobs.get(jobid)
-                if not self._holds(job):
+                try:
+                    # With ``server-sync`` a begin is a server round trip:
+                    # a storage fault here is retried like one in the run.
+                    tm.begin()
+                    service = conn.get(self.oid)
+                    job = service.jobs.get(jobid)
+                    held = self._holds(job)
+                except Exception as error:
+                    tm.abort()
+                    if self._retryFault(jobid, error, faults):
+                        continue
+                    raise
+                if not held:
                     self._leave(jobid, job)
                     return
+                faults.held()
                 site = service.site()
                 setSite(site)
                 txn = tm.get()
@@ -336,9 +402,21 @@ class BaseProcessor:
                         service.runJob(job, now)
                     checkTransaction(tm, txn)
                     tm.commit()
+                    self._count(True, 1)
                     return
-                except TransientError as error:
+                except BaseException as error:
+                    # BaseException too: a task calling sys.exit() must not
+                    # end the processor, nor leave its job processing.
+                    text = traceback.format_exc()
                     tm.abort()
+                    if storagefaults.isStorageFault(error):
+                        # Not the task's fault: no attempt is spent.
+                        if self._retryFault(jobid, error, faults):
+                            continue
+                        return
+                    if not isinstance(error, TransientError):
+                        self._fail(jobid, error, text, now)
+                        return
                     conflicts += 1
                     if conflicts <= service.maxConflictRetries:
                         log.info('Job %s: conflict (%s), running it again',
@@ -348,18 +426,24 @@ class BaseProcessor:
                                f'after {conflicts} conflicting runs', None,
                                now)
                     return
-                except BaseException as error:
-                    # BaseException too: a task calling sys.exit() must not
-                    # end the processor, nor leave its job processing.
-                    text = traceback.format_exc()
-                    tm.abort()
-                    self._fail(jobid, error, text, now)
-                    return
                 finally:
                     setSite(None)
         finally:
             tm.abort()
             conn.close()
+
+    def _retryFault(self, jobid, error, faults):
+        """After a storage fault in a run: True to try again (after a
+        pause), False to leave the job to its lease."""
+        if storagefaults.isStorageFault(error) and not _closed(self.db):
+            if faults.wait(error):
+                log.info('Job %s: storage fault (%s: %s); trying again',
+                         jobid, error.__class__.__name__, error)
+                return True
+            log.warning('%s: job %s: the storage kept failing (%s) for '
+                        'longer than its lease; leaving it to be taken back',
+                        self.workerId, jobid, error.__class__.__name__)
+        return False
 
     def _holds(self, job):
         return (job is not None
@@ -373,7 +457,10 @@ class BaseProcessor:
             job = service.jobs.get(jobid)
             if self._holds(job):
                 service.fail(job, error, text, now)
-        self._transact(fail, 10, now)
+                return True
+            return False
+        if self._transact(fail, 10, now, self._leaseTime or 60.0):
+            self._count(True, 0, 1)
 
     # -- leases ---------------------------------------------------------------
 
@@ -417,6 +504,11 @@ class BaseProcessor:
     def __call__(self):
         """See IProcessor."""
         try:
+            # Registration and heartbeats (see workers.py); the heartbeat
+            # thread ends, deregistering, once this processor stopped and
+            # its jobs ended.
+            self._heart = workers.Heartbeat(self)
+            self._heart.start()
             self._loop()
         except BaseException:
             log.exception('%s: the processor ended unexpectedly',
@@ -432,12 +524,24 @@ class BaseProcessor:
             try:
                 worked = self.step()
                 backoff = self.minBackoff
-            except Exception:
+            except Exception as error:
                 if self._stopping.is_set() or _closed(self.db):
                     break
-                log.exception('%s: processing failed; pausing %g s',
-                              self.workerId, backoff)
-                self._stopping.wait(backoff)
+                if storagefaults.isStorageFault(error):
+                    # The storage is away (say a ZEO server restarting):
+                    # look again soon, without a traceback per try.
+                    pause = min(backoff, self.maxFaultBackoff) \
+                        * random.uniform(0.5, 1.0)
+                    log.warning('%s: storage fault (%s: %s); pausing %.2g s',
+                                self.workerId, error.__class__.__name__,
+                                error, pause)
+                    if isinstance(error, ValueError):
+                        storagefaults.dropPrefetchedOids(self.db)
+                else:
+                    pause = backoff
+                    log.exception('%s: processing failed; pausing %g s',
+                                  self.workerId, backoff)
+                self._stopping.wait(pause)
                 backoff = min(backoff * 2, self.maxBackoff)
                 continue
             if not worked:
@@ -448,11 +552,12 @@ class BaseProcessor:
         if self._nextDue is not None:
             untilDue = self._nextDue.timestamp() - time.time()
             timeout = min(timeout, max(untilDue, 0.001))
-        if self._wakeup.wait(timeout):
+        woken = self._wakeup.wait(timeout)
+        self._wakeup.clear()
+        if woken:
             # Woken, perhaps by another process's commit: let its
             # invalidation reach this processor's connection first.
             wakeup.settle(self.db)
-        self._wakeup.clear()
 
     def wake(self):
         """See IProcessor."""
@@ -464,6 +569,8 @@ class BaseProcessor:
         wakeup.unwatch(self.db, self)
         self._wakeup.set()
         self._keeperWake.set()
+        if self._heart is not None:
+            self._heart.wake.set()
         keeper = self._keeper
         if keeper is not None and keeper is not threading.current_thread() \
                 and not self._running:
@@ -576,6 +683,29 @@ class MultiProcessor(BaseProcessor):
                         else max(deadline - time.monotonic(), 0))
 
 
+#: The hooks of a transaction, in the order they run (transaction 5's
+#: private lists: the package offers no way to remove a hook).
+_HOOKS = ('_before_commit', '_after_commit', '_before_abort', '_after_abort')
+
+
+def _hookMarks(txn):
+    """How many hooks of each kind ``txn`` has now."""
+    return {name: len(getattr(txn, name)) for name in _HOOKS
+            if isinstance(getattr(txn, name, None), list)}
+
+
+def _dropHooks(txn, marks):
+    """Remove the hooks added to ``txn`` since ``marks``."""
+    for name, count in marks.items():
+        del getattr(txn, name)[count:]
+
+
+def _usable(tm, txn):
+    """Is ``txn`` still the thread's active transaction, able to commit?"""
+    return (tm.get() is txn and txn.status == TxStatus.ACTIVE
+            and not txn.isDoomed())
+
+
 class _GroupBroken(Exception):
     """A task of a group ended the group's transaction."""
 
@@ -630,6 +760,13 @@ def stop(db, oid, timeout=10.0):
         log.warning('Processor %s is still finishing a job', proc.name)
     else:
         _forget(proc)
+        heart = proc._heart
+        if heart is not None and heart.thread.is_alive() \
+                and heart.thread is not threading.current_thread():
+            # Let it deregister the worker (a clean stop) before, say,
+            # the process closes the database.
+            heart.wake.set()
+            heart.thread.join(min(timeout, 5.0))
         log.info('Stopped processing %s', proc.name)
     return True
 
@@ -653,6 +790,12 @@ def stopAll(timeout=10.0, db=None):
     for key in keys:
         stop(*key, timeout=timeout)
     return len(keys)
+
+
+def serviceNames():
+    """The names of the services processed in this process."""
+    with _registryLock:
+        return sorted(proc.name for proc, thread in _registry.values())
 
 
 def isRunning(db, oid):

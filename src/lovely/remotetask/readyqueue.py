@@ -1,7 +1,7 @@
 """The ready queue of generation 1 (kept to load and evolve old databases).
 
-Generation 2 replaced these queues with the index of ``queued`` jobs
-(see jobtable.py), which an add writes anyway; ``evolve2`` removes them.
+Generation 3 replaced these queues with the index of ``queued`` jobs
+(see jobtable.py), which an add writes anyway; ``evolve3`` removes them.
 What follows describes how they worked.
 
 Shape

@@ -5,8 +5,9 @@ and/or a local utility).  It reads as the API of ``ITaskService``; the
 structures it keeps its jobs in, and how they behave under concurrent
 transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
-``processor.py``.  ``_audit`` (see audit.py) records who cancelled,
-cleaned, started and stopped.
+``processor.py``, the registry of the workers and the cluster's pause
+flag in ``workers.py``.  ``_audit`` (see audit.py) records who
+cancelled, cleaned, started and stopped.
 """
 import datetime
 import traceback as tb_module
@@ -46,10 +47,11 @@ from lovely.remotetask.steps import formatError  # noqa: F401 (API)
 from lovely.remotetask.timeset import MAXID  # noqa: F401 (API)
 # Databases written before timeset.py existed name this class here.
 from lovely.remotetask.timeset import TimeSet  # noqa: F401
+from lovely.remotetask.workers import WorkerSteps
 
 
 @implementer(interfaces.ITaskService)
-class TaskService(JobTable, ProcessingSteps, Contained,
+class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
                   persistent.Persistent):
     """See ITaskService."""
 

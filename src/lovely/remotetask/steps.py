@@ -15,7 +15,8 @@ processor.py and DESIGN.md):
     Records a failed run and repeats the job (with backoff) while it has
     attempts left.
 ``recover``
-    Takes back the jobs whose lease expired (their worker died).
+    Takes back the jobs whose lease expired, and those of the workers
+    found dead by their heartbeats (see workers.py).
 ``renewLeases``
     Extends the leases of running jobs, writing only the lease objects.
 
@@ -200,23 +201,36 @@ class ProcessingSteps:
                   job.task, attempt if retry else 'not repeated', message)
         return 'error'
 
-    def recover(self, now=None):
-        """See ITaskServiceProcessing."""
+    def recover(self, now=None, dead=()):
+        """See ITaskServiceProcessing.
+
+        ``dead``: ids of workers found dead (see workers.py); their jobs
+        are taken back whatever their leases say.
+        """
         now = now_(now)
+        dead = frozenset(dead)
         lost = []
         for jobid in list(timeIds(self._index[PROCESSING])):
             job = self.jobs[jobid]
             lease = job.lease
-            if lease is not None and lease.expires > now:
-                continue
             worker = lease.worker if lease is not None else job.worker
+            if lease is not None and lease.expires > now \
+                    and worker not in dead:
+                continue
             if lease is not None:
                 lease.revoked = True  # a late renewal now conflicts
-            self._log(logging.WARNING,
-                      'Job %s (%r): worker %s lost, lease expired', jobid,
-                      job.task, worker)
-            self.fail(job, f'WorkerLost: worker {worker} lost (its lease '
-                           f'expired at {job.leaseExpires or now})', None,
+            if lease is not None and lease.expires > now:
+                self._log(logging.WARNING,
+                          'Job %s (%r): worker %s lost, no heartbeat', jobid,
+                          job.task, worker)
+                why = (f'no heartbeat for {self.workerTimeout:g} s; its '
+                       f'lease was revoked')
+            else:
+                self._log(logging.WARNING,
+                          'Job %s (%r): worker %s lost, lease expired', jobid,
+                          job.task, worker)
+                why = f'its lease expired at {job.leaseExpires or now}'
+            self.fail(job, f'WorkerLost: worker {worker} lost ({why})', None,
                       now)
             lost.append(jobid)
         return lost

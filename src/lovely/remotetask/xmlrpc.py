@@ -366,6 +366,34 @@ class TaskServiceAPI(XMLRPCView):
             job = removeSecurityProxy(self.context)._job(jobid)
         return marshallable({name: getattr(job, name) for name in JOB_DATA})
 
+    @published('array', permission=VIEW)
+    def listWorkers(self):
+        """The workers registered with the service: structs with id, host,
+        pid, services, threads, started, version, running (job ids), done,
+        failed, heartbeat (sequence number), lastHeartbeat, age (seconds)
+        and status (alive, stopping, late or dead)."""
+        return marshallable(removeSecurityProxy(
+            self.context.listWorkers()))
+
+    @published('boolean', permission=MANAGE)
+    def pause(self):
+        """Pause the service for every worker of every process: no job is
+        claimed until resume() (running jobs finish).  Returns true."""
+        self.context.pause()
+        return True
+
+    @published('boolean', permission=MANAGE)
+    def resume(self):
+        """Let every worker claim jobs of the service again.  Returns
+        true."""
+        self.context.resume()
+        return True
+
+    @published('boolean', permission=VIEW)
+    def isPaused(self):
+        """Is the service paused for every worker?"""
+        return bool(self.context.isPaused())
+
     def _call(self, method, jobid):
         _check('jobid', jobid, int)
         with faults():

@@ -165,6 +165,19 @@ class JobsView(BrowserPage):
         """Does the service process jobs in this process?"""
         return self.context.isProcessing()
 
+    def otherWorkers(self):
+        """How many workers of other processes are alive (or stopping)."""
+        from lovely.remotetask.browser.workers import thisProcess
+        return len([w for w in self.context.listWorkers()
+                    if w['status'] in ('alive', 'stopping')
+                    and not thisProcess(w)])
+
+    def isPaused(self):
+        return self.context.isPaused()
+
+    def workersURL(self):
+        return absoluteURL(self.context, self.request) + '/@@workers.html'
+
     def statusCounts(self):
         """Each status with the number of its jobs and a filter link."""
         service = self.context

@@ -803,7 +803,20 @@ class ServerRestart:
         self.assertEqual(set(conn.root()['done']), set(ids))
         self.assertEqual(service.countJobs('processing'), 0)
         log = self.workerLog()
+        # No attempt was spent on the outage itself: a job ran more than
+        # once only if its lease expired (or its worker was found dead)
+        # meanwhile.
+        lost = {int(jobid) for jobid in re.findall(r'Job (\d+) .*: worker '
+                                                   r'\S+ lost', log)}
+        repeated = {jobid for jobid in ids
+                    if service.jobs[jobid].attempts > 1}
+        self.assertLessEqual(repeated, lost)
+        # No worker paused longer than a few seconds after a fault.
+        pauses = [float(p)
+                  for p in re.findall(r'pausing ([\d.e+-]+) s', log)]
+        self.assertLessEqual(max(pauses, default=0), 2.0, pauses)
         figures(self, storage=self.storageName, restart_s=restarted,
+                repeated=len(repeated), longest_pause_s=max(pauses, default=0),
                 done_after_kill_s=after,
                 recovered=len(set(re.findall(r'Job (\d+) .*lease expired',
                                              log))),
@@ -843,13 +856,165 @@ class ServerResolvesConflicts:
                          [second])
 
 
+class Workers:
+    """The worker registry with real worker processes: a SIGKILLed
+    worker's job runs again within seconds, pause and resume reach every
+    worker."""
+
+    def workers(self, tm, service):
+        tm.begin()
+        return {w['id']: w for w in service.listWorkers()}
+
+    def test_killed_worker_found_dead_by_its_heartbeats(self):
+        # The default settings: a lease of 60 s, a worker timeout of 15 s.
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        self.assertEqual(service.workerTimeout, 15.0)
+        first = self.startWorker('first')
+        second = self.startWorker('second')
+        jobid = service.add(faultsupport.BLOCK, {'name': 'dead'})
+        tm.commit()
+        seen1 = self.waitStarted('dead', 1)
+        lost = seen1['worker']
+        other = [p for p in (first, second) if p.pid != seen1['pid']][0]
+        # Both are registered and beating; the first one runs the job.
+        waitFor(lambda: len([w for w in self.workers(tm, service).values()
+                             if w['heartbeat'] >= 1]) == 2, 30,
+                message='two workers beating')
+        self.assertEqual(self.workers(tm, service)[lost]['running'], [jobid])
+        killed = time.monotonic()
+        self.procs.kill(first if seen1['pid'] == first.pid else second)
+        seen2 = self.waitStarted('dead', 2, 25)
+        self.release('dead')
+        waitFor(fresh(tm, lambda: service.getStatus(jobid) == 'completed'),
+                max(25 - (time.monotonic() - killed), 1),
+                message='completion within 25 s of the kill')
+        done = time.monotonic() - killed
+        self.assertEqual(seen2['pid'], other.pid)
+        self.assertTrue(seen2['error'].startswith(
+            f'WorkerLost: worker {lost} lost (no heartbeat for 15 s'),
+            seen2['error'])
+        workers = self.workers(tm, service)
+        self.assertEqual(workers[lost]['status'], 'dead')
+        self.assertEqual(workers[seen2['worker']]['status'], 'alive')
+        self.assertEqual(conn.root()['counts'][jobid], 1)
+        figures(self, storage=self.storageName, done_after_kill_s=done,
+                test_seconds=self.elapsed())
+
+    def test_pause_and_resume_reach_every_worker(self):
+        db, oid, tm, conn = self.setUpService()
+        service = faultsupport.service(conn)
+        self.startWorker('worker0', 2)
+        worker1 = self.startWorker('worker1', 1)
+        waitFor(lambda: len(self.workers(tm, service)) == 2, 30,
+                message='two workers registered')
+        running = service.add(faultsupport.BLOCK, {'name': 'running'})
+        tm.commit()
+        self.waitStarted('running', 1)
+        service.pause()
+        tm.commit()
+        paused = time.monotonic()
+        ids = self.addJobs(tm, service, 20, None)
+        # The running job finishes; nothing more is claimed.
+        self.release('running')
+        waitFor(fresh(tm, lambda: service.getStatus(running) == 'completed'),
+                30, message='the running job to finish')
+        beats = {key: w['heartbeat']
+                 for key, w in self.workers(tm, service).items()}
+        # One heartbeat interval later, every worker has beaten (it lives)
+        # and none has claimed a job.
+        waitFor(lambda: all(
+            w['heartbeat'] > beats[key]
+            for key, w in self.workers(tm, service).items()), 30,
+            message='a heartbeat of every worker')
+        tm.begin()
+        self.assertEqual(service.countJobs('queued'), len(ids))
+        self.assertEqual(service.countJobs('processing'), 0)
+        service.resume()
+        tm.commit()
+        resumed = time.monotonic()
+        waitFor(fresh(tm, lambda: service.countJobs('completed')
+                      == len(ids) + 1), 30, message='all jobs after resume')
+        # A worker that stops cleanly deregisters.
+        self.procs.signal(worker1, signal.SIGTERM)
+        self.assertEqual(self.procs.wait(worker1, 60), 0)
+        remaining = [proc.pid for name, proc in self.procs.running.values()]
+        self.assertEqual(
+            [w['pid'] for w in self.workers(tm, service).values()],
+            remaining)
+        figures(self, storage=self.storageName,
+                paused_s=resumed - paused,
+                drained_after_resume_s=time.monotonic() - resumed,
+                test_seconds=self.elapsed())
+
+
+class CancelUnderLoad:
+    """"Cancel all" while workers drain the queue: it succeeds, and every
+    job ends cancelled or completed once."""
+
+    def test_cancel_all_during_a_full_drain(self):
+        from lovely.remotetask import bulk
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        ids = self.addJobs(tm, service, 3000, None, perTransaction=500)
+        for label in ('worker0', 'worker1'):
+            self.startWorker(label, 2)
+        waitFor(fresh(tm, lambda: service.countJobs('completed') > 100), 60,
+                message='the drain to be under way')
+        started = time.monotonic()
+        tm.begin()
+        cancelled = bulk.cancelAll(service, size=200)
+        took = time.monotonic() - started
+        waitFor(fresh(tm, lambda: not service.countJobs('processing')), 60,
+                message='the running jobs to end')
+        statuses = collections.Counter(service.getStatus(i) for i in ids)
+        self.assertEqual(set(statuses), {'cancelled', 'completed'})
+        self.assertEqual(statuses['cancelled'], cancelled)
+        self.assertGreater(cancelled, 0)
+        counts = conn.root()['counts']
+        completed = {i for i in ids if service.getStatus(i) == 'completed'}
+        self.assertEqual(set(counts.keys()) & set(ids), completed)
+        self.assertEqual({counts[i] for i in completed}, {1})
+        figures(self, storage=self.storageName, cancelled=cancelled,
+                completed=len(completed), cancel_all_s=took,
+                test_seconds=self.elapsed())
+
+
+class Contention:
+    """Workers contending for the same objects: conflicts and lock errors
+    cost no job an attempt."""
+
+    def test_contention_spends_no_attempts(self):
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        for label, threads in (('worker0', 3), ('worker1', 3)):
+            self.startWorker(label, threads)
+        # Every job writes the same two BTrees (``_record``).
+        ids = self.addJobs(tm, service, 400, None, 100)
+        waitFor(fresh(tm, lambda: service.countJobs('completed')
+                      == len(ids)), 120, 0.2, 'all jobs completed')
+        tm.begin()
+        attempts = collections.Counter(
+            service.jobs[jobid].attempts for jobid in ids)
+        self.assertEqual(attempts, {1: len(ids)})
+        counts = conn.root()['counts']
+        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
+                         dict.fromkeys(ids, 1))
+        log = self.workerLog()
+        figures(self, storage=self.storageName,
+                conflicts=log.count(': conflict ('),
+                faults=log.count(': storage fault ('),
+                test_seconds=self.elapsed())
+
+
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
-                PushWaking, Cron, ServerRestart, ServerResolvesConflicts):
+                PushWaking, Cron, ServerRestart, ServerResolvesConflicts,
+                Workers, CancelUnderLoad):
     """Over a ZEO server."""
 
 
 class RelStorageFaults(RelStorageStorage, ProcessTestCase, KillWorkers,
-                       LostWorker, PushWaking):
+                       LostWorker, PushWaking, Contention):
     """Over RelStorage on PostgreSQL (skipped when unreachable)."""
 
     jobs = 1000

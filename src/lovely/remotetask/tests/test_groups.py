@@ -12,7 +12,8 @@ from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.tests.test_concurrency import ServiceTestCase
 
 
-class GroupTests(ServiceTestCase):
+class GroupCase(ServiceTestCase):
+    """Tasks that write, fail and conflict; helpers to claim groups."""
 
     def setUp(self):
         super().setUp()
@@ -58,6 +59,9 @@ class GroupTests(ServiceTestCase):
     def commits(self):
         """How many transactions the database has committed so far."""
         return len(list(self.db.storage.iterator()))
+
+
+class GroupTests(GroupCase):
 
     def test_a_long_queue_is_claimed_and_completed_in_groups(self):
         ids = self.addMixed(['write'] * 40)
@@ -218,3 +222,81 @@ class ProcessNextTests(ServiceTestCase):
         service = self.fresh()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED, QUEUED, QUEUED])
+
+
+class GroupReviewTests(GroupCase):
+    """What an independent review of group commit found (each failed
+    before its fix)."""
+
+    def test_a_rolled_back_task_takes_its_commit_hooks_along(self):
+        sent = []
+
+        def mailer(service, jobid, input):
+            self.runs.append(jobid)
+            txn = service._p_jar.transaction_manager.get()
+            txn.addAfterCommitHook(
+                lambda ok: ok and sent.append(jobid))
+            if input == 'fail':
+                raise RuntimeError('no mail')
+            if input == 'conflict' and self.runs.count(jobid) == 1:
+                from ZODB.POSException import ConflictError
+                raise ConflictError('provoked')
+        self.provideTask('mailer', mailer)
+
+        def add(service):
+            service._v_nextid = 1000
+            return [service.add('mailer', x, maxRetries=0)
+                    for x in ('ok', 'fail', 'conflict', 'ok')]
+        ids = self.transact(add)
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR, COMPLETED, COMPLETED])
+        # The failed task sent nothing; the conflicting one sent once.
+        self.assertEqual(sorted(sent), sorted([ids[0], ids[2], ids[3]]))
+
+    def test_a_rollback_that_fails_strands_no_job(self):
+        class NoSavepoints:
+            """A data manager without savepoints (as some are)."""
+            def abort(self, txn): pass
+            def tpc_begin(self, txn): pass
+            def commit(self, txn): pass
+            def tpc_vote(self, txn): pass
+            def tpc_finish(self, txn): pass
+            def tpc_abort(self, txn): pass
+            def sortKey(self): return 'nosavepoints'
+
+        def joiner(service, jobid, input):
+            self.runs.append(jobid)
+            service._p_jar.transaction_manager.get().join(NoSavepoints())
+        self.provideTask('joiner', joiner)
+        ids = self.addMixed(['joiner', 'writeThenFail', 'write'])
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        # Nothing is left processing: the failing job failed, the others
+        # ran again alone and completed.
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, ERROR, COMPLETED])
+        self.assertEqual(service.getError(ids[1]), 'RuntimeError: boom')
+        self.assertConsistent(service)
+
+    def test_a_job_due_earlier_in_a_second_is_not_held_back(self):
+        import datetime
+        base = self.now.replace(microsecond=0)
+
+        def add(service):
+            service._v_nextid = 5000
+            late, early = (service.addCronJob('write', delay=60)
+                           for i in range(2))
+            # Both due in one second, the greater id first.
+            service._scheduleAt(service.jobs[late], 'delayed',
+                                base + datetime.timedelta(seconds=0.9))
+            service._scheduleAt(service.jobs[early], 'delayed',
+                                base + datetime.timedelta(seconds=0.1))
+            return late, early
+        late, early = self.transact(add)
+        at = base + datetime.timedelta(seconds=0.5)
+        self.assertEqual(self.transact(
+            lambda s: [j.id for j in s.claimGroup('w', 5, at)]), [early])

@@ -138,9 +138,9 @@ class SignatureTests(unittest.TestCase):
     def test_permissions(self):
         self.assertEqual(api.READ_METHODS, (
             'getAvailableTasks', 'getError', 'getJob', 'getResult',
-            'getStatus'))
+            'getStatus', 'isPaused', 'listWorkers'))
         self.assertEqual(api.MANAGE_METHODS, (
-            'add', 'addCronJob', 'cancel', 'startJob'))
+            'add', 'addCronJob', 'cancel', 'pause', 'resume', 'startJob'))
         self.assertEqual(
             sorted(api.METHODS),
             sorted(api.READ_METHODS + api.MANAGE_METHODS + (

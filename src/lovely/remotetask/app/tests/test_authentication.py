@@ -84,11 +84,12 @@ class AuthenticateTests(unittest.TestCase):
         # The same login from elsewhere does not (yet).
         self.assertEqual(self.status('a:pw', REMOTE_ADDR='192.0.2.2')[0],
                          '200 OK')
+        # Failures of a login from other addresses never lock its owner
+        # out (a review found that anyone could lock the admin out).
         for n in range(LoginThrottle.FREE['login'] + 1):
-            self.status('b:x', REMOTE_ADDR=f'198.51.100.{n}')
+            self.status('a:guess', REMOTE_ADDR=f'198.51.100.{n}')
         self.assertEqual(
-            self.status('b:x', REMOTE_ADDR='203.0.113.1')[0],
-            '429 Too Many Requests')
+            self.status('a:pw', REMOTE_ADDR='203.0.113.1')[0], '200 OK')
 
     def test_the_login_is_logged_escaped(self):
         with self.assertLogs('lovely.remotetask.app') as logged:
