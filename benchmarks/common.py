@@ -239,6 +239,14 @@ class Processes:
         self.stop_all()
 
 
+def stop_on_sigterm():
+    """SIGTERM ends a section like an exception, so that ``finally``
+    blocks stop the processes it started (run.py's time limit)."""
+    def handler(signum, frame):
+        raise SystemExit(f'stopped by signal {signum}')
+    signal.signal(signal.SIGTERM, handler)
+
+
 def environment(**changes):
     env = dict(os.environ)
     env['PYTHONUNBUFFERED'] = '1'

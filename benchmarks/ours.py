@@ -352,6 +352,7 @@ def zeo(directory):
 
 
 def main(argv):
+    common.stop_on_sigterm()
     section = argv[0]
     tmp = tempfile.mkdtemp(prefix=f'bench-{section}-')
     try:

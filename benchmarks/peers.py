@@ -124,6 +124,7 @@ def rq(directory, procs, url):
 
 
 def main(argv):
+    common.stop_on_sigterm()
     which = argv or ['huey', 'celery', 'rq']
     with common.Processes() as procs:
         tmp = tempfile.mkdtemp(prefix='bench-peers-')
