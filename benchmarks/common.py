@@ -8,7 +8,7 @@ BENCH_N           jobs of the enqueue and drain runs (default 5000)
 BENCH_QUICK       1: small sizes everywhere, for trying the harness
 BENCH_LATENCY_N   jobs of a latency run (default 200, sent at BENCH_RATE/s)
 BENCH_RATE        jobs per second of a latency run (default 20)
-BENCH_SLEEP_N     jobs of the 10 ms drain runs over ZEO (default 1000)
+BENCH_SLEEP_N     jobs per worker of the 10 ms drain runs over ZEO (500)
 BENCH_SIZES       job table sizes for the Jobs page (default
                   10000,100000,1000000)
 """
@@ -36,7 +36,7 @@ def setting(name, default, quick=None):
 N = setting('BENCH_N', 5000, quick=1000)
 LATENCY_N = setting('BENCH_LATENCY_N', 200, quick=60)
 RATE = setting('BENCH_RATE', 20.0)
-SLEEP_N = setting('BENCH_SLEEP_N', 1000, quick=200)
+SLEEP_N = setting('BENCH_SLEEP_N', 500, quick=200)
 SIZES = [int(s) for s in setting(
     'BENCH_SIZES', '10000,100000,1000000', quick='1000,10000,100000'
 ).split(',')]
