@@ -212,7 +212,7 @@ def fs(directory):
     enqueue_one_per_transaction(SYSTEM_FS, service, keys)
     service.startProcessing()
     try:
-        found = common.wait_starts(starts, keys, 60 + common.N / 20)
+        found = common.wait_starts(starts, keys)
         emit(SYSTEM_FS, 'drain', common.drain_rate(
             [found[k] for k in keys]), 'jobs/s', jobs=common.N,
             processor=type(service).processorFactory.__name__,
@@ -224,7 +224,7 @@ def fs(directory):
             service.add('bench.noop', key)
             transaction.commit()
         sent = common.paced(common.LATENCY_N, common.RATE, enqueue)
-        found = common.wait_starts(starts, sent, 60)
+        found = common.wait_starts(starts, sent)
         common.latency_figures(SYSTEM_FS, sent, found, rate=common.RATE)
     finally:
         service.stopProcessing()
@@ -315,7 +315,7 @@ def zeo_run(procs, directory, conf, service, workers, task, count, label):
             transaction.commit()
     running = start_workers(procs, directory, conf, workers, starts)
     try:
-        common.wait_starts(starts, keys, 120 + count / 20)
+        common.wait_starts(starts, keys)
         rate, active = steady_drain(starts, keys)
         emit(SYSTEM_ZEO, f'drain_{label}', rate, 'jobs/s', jobs=count,
              workers=workers, workers_that_ran=active)
@@ -326,7 +326,7 @@ def zeo_run(procs, directory, conf, service, workers, task, count, label):
             service.add(task, key)
             transaction.commit()
         sent = common.paced(common.LATENCY_N, common.RATE, enqueue)
-        found = common.wait_starts(starts, sent, 60)
+        found = common.wait_starts(starts, sent)
         common.latency_figures(f'{SYSTEM_ZEO}', sent, found,
                                rate=common.RATE, workers=workers,
                                task_kind=label)

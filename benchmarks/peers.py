@@ -60,13 +60,13 @@ def measure(system, directory, enqueue, worker_args, env, procs, version):
                                                    f'{system}.log'),
                          env=env, cwd=directory)
     try:
-        found = common.wait_starts(starts, keys, 60 + common.N / 50)
+        found = common.wait_starts(starts, keys)
         emit(system, 'drain', common.drain_rate(
             [found[k] for k in keys]), 'jobs/s', jobs=common.N,
             version=version)
         time.sleep(1.0)   # idle now
         sent = common.paced(common.LATENCY_N, common.RATE, enqueue)
-        found = common.wait_starts(starts, sent, 60)
+        found = common.wait_starts(starts, sent)
         common.latency_figures(system, sent, found, rate=common.RATE,
                                version=version)
     finally:

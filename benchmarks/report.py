@@ -1,9 +1,8 @@
 """The table of a results file: figures, ratios, the targets of issue 7.
 
-    python benchmarks/report.py var/bench/results-TIME.jsonl
+    python benchmarks/report.py var/bench/results-TIME.jsonl [MORE ...]
 """
 import json
-import statistics
 import sys
 
 FS = 'remotetask-fs'
@@ -11,9 +10,15 @@ ZEO = 'remotetask-zeo'
 PEERS = ('huey-sqlite', 'celery-redis', 'rq-redis')
 
 
-def load(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.startswith('{')]
+def load(*paths):
+    """The figures of one or more results files (a section run again
+    later: its figures come after, and the later ones count)."""
+    figures = []
+    for path in paths:
+        with open(path) as f:
+            figures += [json.loads(line) for line in f
+                        if line.startswith('{')]
+    return figures
 
 
 class Figures:
@@ -28,8 +33,10 @@ class Figures:
                 and all(f.get(k) == v for k, v in match.items())]
 
     def get(self, system, metric, **match):
+        """The figure; measured more than once (a section run again), the
+        last one."""
         values = self.all(system, metric, **match)
-        return statistics.median(values) if values else None
+        return values[-1] if values else None
 
 
 def fmt(value, digits=0):
@@ -266,4 +273,4 @@ def render(figures):
 
 
 if __name__ == '__main__':
-    print(render(load(sys.argv[1])))
+    print(render(load(*sys.argv[1:])))

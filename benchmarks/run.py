@@ -1,7 +1,7 @@
 """``make bench``: this package and its peers in one run (issue 7).
 
     python benchmarks/run.py [SECTION ...]      # default: all sections
-    python benchmarks/run.py --report FILE      # the table of a results file
+    python benchmarks/run.py --report FILE ...  # the table of results files
 
 Sections (each a process of its own): ``peers`` (Huey, Celery, RQ),
 ``fs`` (FileStorage, processor thread in process), ``xmlrpc``, ``zeo``
@@ -88,7 +88,7 @@ def run_section(name, out, log):
 def main(argv):
     if argv[:1] == ['--report']:
         import report
-        print(report.render(report.load(argv[1])))
+        print(report.render(report.load(*argv[1:])))
         return 0
     sections = argv or list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
