@@ -39,9 +39,7 @@ class Figures:
         return values[-1] if values else None
 
     def zeo_enqueue(self):
-        # Older runs measured it before each worker count: the first.
-        values = self.all(ZEO, 'enqueue', task_kind='noop')
-        return values[0] if values else None
+        return self.get(ZEO, 'enqueue', task_kind='noop')
 
 
 def fmt(value, digits=0):
