@@ -80,7 +80,7 @@ def rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-# -- start times, recorded by the tasks -----------------------------------------
+# -- start times, recorded by the tasks --------------------------------------
 
 class StartLog:
     """Where tasks note when they started: ``DIR/starts-PID.log``.

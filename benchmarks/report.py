@@ -83,12 +83,12 @@ def main_table(F):
                  fmt(F.get(FS, 'enqueue')), fmt(F.get(FS, 'drain')),
                  f"{fmt(F.get(FS, 'latency_p50'))} / "
                  f"{fmt(F.get(FS, 'latency_p99'))}"])
+    zeo1 = dict(workers=1, task_kind='noop')
     rows.append(['this package, ZEO, 1 worker process',
                  fmt(F.zeo_enqueue()),
                  fmt(F.get(ZEO, 'drain_noop', workers=1)),
-                 f"{fmt(F.get(ZEO, 'latency_p50', workers=1, task_kind='noop'))}"
-                 f" / "
-                 f"{fmt(F.get(ZEO, 'latency_p99', workers=1, task_kind='noop'))}"])
+                 f"{fmt(F.get(ZEO, 'latency_p50', **zeo1))} / "
+                 f"{fmt(F.get(ZEO, 'latency_p99', **zeo1))}"])
     rows.append(['this package, enqueue 1,000 jobs per transaction (FS)',
                  fmt(F.get(FS, 'enqueue_batch1000')), '', ''])
     rows.append(['this package, enqueue via XML-RPC over HTTP (FS)',
