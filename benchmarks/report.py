@@ -171,11 +171,12 @@ def scale_table(F):
         unit = next((f['unit'] for f in F.figures
                      if f['system'] == FS and f['metric'] == metric), '')
         values = [F.get(FS, metric, jobs=size) for size in all_sizes]
-        loads = [next((f.get('objects_loaded') for f in F.figures
-                       if f['system'] == FS and f['metric'] == metric
-                       and f['jobs'] == size), None) for size in all_sizes]
-        row = [f'{metric} ({unit})'] + [fmt(v, 1 if unit == 'ms' else 2)
-                                       for v in values]
+        loads = [([f.get('objects_loaded') for f in F.figures
+                   if f['system'] == FS and f['metric'] == metric
+                   and f['jobs'] == size] or [None])[-1]
+                 for size in all_sizes]
+        digits = 1 if unit == 'ms' else 2
+        row = [f'{metric} ({unit})'] + [fmt(v, digits) for v in values]
         row.append(fmt(ratio(values[-1], values[0]), 1))
         row.append(' / '.join('-' if n is None else str(n) for n in loads)
                    if any(n is not None for n in loads) else '')
