@@ -175,6 +175,22 @@ def enqueue_batched(system, service, count, batch=1000):
          jobs=count)
 
 
+def processor_knobs(service):
+    """The processor's group settings, whatever they are called (a
+    class attribute with "group" in its name), overridden by the
+    service's processorArguments: reported with the drain."""
+    factory = getattr(service, 'processorFactory', None)
+    knobs = {}
+    for cls in reversed(getattr(factory, '__mro__', ())):
+        for name, value in vars(cls).items():
+            if 'group' in name.lower() and isinstance(value, (int, float)):
+                knobs[name] = value
+    knobs.update({k: v for k, v in dict(
+        getattr(service, 'processorArguments', {})).items()
+        if 'group' in k.lower()})
+    return knobs
+
+
 def processor_arguments(service):
     extra = os.environ.get('BENCH_PROCESSOR_ARGS')
     if extra:
@@ -216,7 +232,7 @@ def fs(directory):
         emit(SYSTEM_FS, 'drain', common.drain_rate(
             [found[k] for k in keys]), 'jobs/s', jobs=common.N,
             processor=type(service).processorFactory.__name__,
-            arguments=repr(arguments))
+            arguments=repr(arguments), knobs=processor_knobs(service))
         time.sleep(1.0)
 
         def enqueue(key):
