@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run worker test coverage lint clean-venv
+.PHONY: run worker test bench coverage lint clean-venv
 
 $(BIN)/zope-testrunner: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ worker: $(BIN)/zope-testrunner
 
 test: $(BIN)/zope-testrunner
 	$(BIN)/zope-testrunner --test-path=src -vc --all $(TESTARGS)
+
+# The benchmarks of issue 7: this package and its peers (Huey, Celery,
+# RQ) in one run; not part of `make test`.  BENCH_QUICK=1 for a short
+# try, BENCH_N for the number of jobs (see docs/benchmarks.rst).
+$(VENV)/.bench-installed: setup.py $(BIN)/zope-testrunner
+	$(BIN)/pip install -q -e '.[test,relstorage,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/run.py $(BENCHARGS)
 
 # Subprocesses (servers, workers) report too: COVERAGE_PROCESS_START makes
 # them start coverage, and `combine` gathers their data files.

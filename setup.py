@@ -75,6 +75,9 @@ setup(
         # (plain psycopg2 compiles against libpq, which a clean machine
         # may not have).
         'relstorage': ['RelStorage', 'psycopg2-binary'],
+        # The peers `make bench` compares with (benchmarks/peers.py); never
+        # a dependency of the package itself.
+        'bench': ['huey>=3,<4', 'celery[redis]>=5,<6', 'rq>=2,<3', 'redis'],
     },
     entry_points={
         'console_scripts': [
