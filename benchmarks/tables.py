@@ -10,7 +10,9 @@ with ``service.add`` and ``service.cancel``).  At each size:
   10,000 objects), also per 100,000 jobs;
 * ``page_*``: one page (50 jobs, the ZMI's default) of ``listJobs`` --
   unfiltered and filtered by status or task, first and late (90% in),
-  ascending and descending -- with the ``countJobs`` the page shows;
+  ascending and descending -- with the ``countJobs`` the page shows; the
+  late pages also as the Jobs tab's Previous/Next links reach them, by a
+  cursor (``*_late_cursor``: ``listJobs(after=)``);
   each after emptying the connection's cache (``cold``), with the number
   of objects it loaded (``getTransferCounts``), the figure that must not
   grow with the table;
@@ -70,9 +72,27 @@ def variants(count):
     ]
 
 
+def cursor_variants(service, count):
+    """The late pages as the Jobs tab reaches them: by the cursor of the
+    row before them (``listJobs(after=)``), where the service has it."""
+    if not hasattr(service, 'cursor'):
+        return []
+    found = []
+    for name, kw in variants(count):
+        if 'start' not in kw:
+            continue
+        kw = dict(kw)
+        start = kw.pop('start')
+        before = service.listJobs(start=start - 1, size=1, **kw)[0]
+        found.append((name + '_cursor', dict(
+            kw, after=service.cursor(before, kw.get('status'),
+                                     kw.get('task')))))
+    return found
+
+
 def page_api(conn, service, count):
     from lovely.remotetask.interfaces import STATUSES
-    for name, kw in variants(count):
+    for name, kw in variants(count) + cursor_variants(service, count):
         times = []
         for attempt in range(3):
             conn.cacheMinimize()
@@ -117,6 +137,9 @@ def page_http(directory, conf, count):
             for attempt in range(5 if warm else 4):
                 request = urllib.request.Request(url)
                 request.add_header('Authorization', f'Basic {token}')
+                # As a browser following a link of the Jobs tab: the
+                # server refuses queries without evidence of their origin.
+                request.add_header('Sec-Fetch-Site', 'same-origin')
                 t0 = time.perf_counter()
                 with urllib.request.urlopen(request, timeout=600) as r:
                     r.read()
@@ -183,12 +206,18 @@ def destructive(datafs, directory, count, projected=None):
 
 def cancel_all_and_clean(service, count):
     start = t0 = time.perf_counter()
-    cancelled = service.cancelAll()
+    try:
+        from lovely.remotetask import bulk   # in batches, if there
+    except ImportError:
+        bulk = None
+    cancelled = (bulk.cancelAll(service) if bulk
+                 else service.cancelAll())
     transaction.commit()
     emit(SYSTEM, 'cancel_all', time.perf_counter() - t0, 's', jobs=count,
          cancelled=cancelled)
     t0 = time.perf_counter()
-    removed = service.clean()
+    removed = (bulk.clean(service, ('cancelled', 'error', 'completed'))
+               if bulk else service.clean())
     transaction.commit()
     emit(SYSTEM, 'clean', time.perf_counter() - t0, 's', jobs=count,
          removed=removed)

@@ -354,7 +354,10 @@ class JobTable:
 
     def cursor(self, job, status=None, task=None):
         """See ITaskServiceRead."""
-        return job._statusKey if status is not None else job.id
+        if status is None:
+            return job.id
+        # The stored job, not the one given (which may be proxied).
+        return self._job(job.id)._statusKey
 
     def _idsAfter(self, status, task, after, reverse):
         """The ids of ``listJobs(status, task)`` after the cursor
