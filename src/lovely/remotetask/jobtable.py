@@ -171,23 +171,24 @@ class JobTable:
         """Remove up to ``limit`` (None: all) jobs in ``status``, the
         oldest first; return their ids (an IITreeSet).
 
-        Linear in the jobs removed: each removed id leaves the id set of
-        its own task (the job says which), no task's set is walked.
+        Linear in the jobs removed, and no job is loaded: each removed id
+        is looked up in each task's id set (there are few tasks), no set
+        is walked.
         """
         index = self._index[status]
         keys = list(itertools.islice(timeKeys(index), limit))
-        byTask = {}
-        for key in keys:
+        jobids = [keyId(key) for key in keys]
+        for key, jobid in zip(keys, jobids):
             index.remove(key)
-            job = self.jobs.pop(keyId(key))
-            byTask.setdefault(job.task, []).append(job.id)
+            del self.jobs[jobid]
         self._counts[status].change(-len(keys))
-        for task, jobids in byTask.items():
-            ids = self._byTask[task]
-            for jobid in jobids:
+        for task, ids in self._byTask.items():
+            gone = [jobid for jobid in jobids if jobid in ids]
+            for jobid in gone:
                 ids.remove(jobid)
-            self._taskCounts[task].change(-len(jobids))
-        removed = IITreeSet(keyId(key) for key in keys)
+            if gone:
+                self._taskCounts[task].change(-len(gone))
+        removed = IITreeSet(jobids)
         self._retired.update(removed)
         return removed
 
