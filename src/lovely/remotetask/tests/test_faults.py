@@ -948,6 +948,82 @@ class Workers:
                 test_seconds=self.elapsed())
 
 
+class WorkersView:
+    """The Workers tab of a ``remotetask serve`` shows the worker
+    processes that run the service's jobs, over the same ZEO server."""
+
+    def test_the_workers_tab_shows_the_worker_processes(self):
+        import re
+        import subprocess
+        import sys
+        from lovely.remotetask.app.tests.test_server import environment
+        from lovely.remotetask.app.tests.test_server import request
+        db, oid, tm, conn = self.setUpService(leaseTime=60.0)
+        service = faultsupport.service(conn)
+        workers = [self.startWorker(f'shown{i}') for i in range(2)]
+        waitFor(fresh(tm, lambda: len(service.listWorkers()) == 2), 30,
+                message='two workers registered')
+        jobid = service.add(faultsupport.BLOCK, {'name': 'shown'})
+        tm.commit()
+        seen = self.waitStarted('shown', 1)
+        # The next heartbeat of the worker tells what it runs.
+        waitFor(fresh(tm, lambda: [
+            w['running'] for w in service.listWorkers()
+            if w['id'] == seen['worker']] == [[jobid]]), 30,
+            message='the heartbeat with the running job')
+        # The root folder becomes a site, as the server's bootstrap needs.
+        from zope.site.site import LocalSiteManager
+        tm.begin()
+        root = conn.root()['Application']
+        root.setSiteManager(LocalSiteManager(root))
+        tm.commit()
+        # A server of its own, on the same ZEO server.
+        home = os.path.join(self.dir, 'serve')
+        os.mkdir(home)
+        subprocess.run([sys.executable, '-c',
+                        'from lovely.remotetask.app import instance; '
+                        'instance.make()'], cwd=home, check=True,
+                       env=environment(), timeout=START_TIMEOUT)
+        conf = os.path.join(home, 'var', 'zope.conf')
+        with open(conf) as f:
+            text = f.read()
+        text = re.sub(
+            r'<zodb>\s*cache-size \d+\s*<filestorage>.*?</filestorage>\s*'
+            r'</zodb>',
+            f'<zodb>\n  <zeoclient>\n    server {self.host}:{self.port}\n'
+            f'  </zeoclient>\n</zodb>', text, count=1, flags=re.S)
+        with open(conf, 'w') as f:
+            f.write(text)
+        out = os.path.join(home, 'serve.out')
+        with open(out, 'wb') as log:
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'lovely.remotetask.app', 'serve',
+                 '--config', conf, '--port', '0'], cwd=home, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=environment(REMOTETASK_ADMIN='boss:Very-Secret'))
+        self.addCleanup(lambda: (proc.poll() is None and proc.kill(),
+                                 proc.wait(30)))
+        try:
+            url = faultsupport.waitForLine(
+                out, 'Serving on ', START_TIMEOUT, proc)
+        except AssertionError as error:
+            with open(out) as f:
+                self.fail(f'{error}\n{f.read()[-3000:]}')
+        url = re.search(r'(http://[^/\s]+)', url)[1]
+        status, body, headers = request(
+            f'{url}/tasks/@@workers.html', 'boss:Very-Secret')
+        self.assertEqual(status, 200, body[:500])
+        page = body.decode()
+        for worker in workers:
+            self.assertIn(f'{worker.pid}', page)
+        # The worker that runs the job links to it.
+        self.assertIn(f'/tasks/{jobid}', page)
+        self.assertIn(seen['worker'], page)
+        self.release('shown')
+        proc.terminate()
+        self.assertEqual(proc.wait(60), 0)
+
+
 class CancelUnderLoad:
     """"Cancel all" while workers drain the queue: it succeeds, and every
     job ends cancelled or completed once."""
@@ -1009,7 +1085,7 @@ class Contention:
 
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
                 PushWaking, Cron, ServerRestart, ServerResolvesConflicts,
-                Workers, CancelUnderLoad):
+                Workers, WorkersView, CancelUnderLoad):
     """Over a ZEO server."""
 
 
