@@ -6,18 +6,13 @@ commits, unpicklable output, ``SystemExit`` in a task, a cron schedule
 changed mid-run.
 """
 import datetime
-import shutil
-import tempfile
 import threading
-import unittest
 
 import transaction
-import ZODB
 import zope.component
 import zope.component.testing
 import zope.interface
 from persistent.mapping import PersistentMapping
-from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ReadConflictError
 
 from lovely.remotetask import interfaces
@@ -27,45 +22,18 @@ from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.service import TaskService
+from lovely.remotetask.tests.fixtures import ServiceInFileStorage
+from lovely.remotetask.tests.fixtures import provide
 from lovely.remotetask.timeset import spread as _spread
 from lovely.remotetask.timeset import timeIds as _timeIds
 from lovely.remotetask.timeset import TimeSet
 
 
-def provide(name, func):
-    zope.interface.alsoProvides(func, interfaces.ITask)
-    zope.component.provideUtility(func, interfaces.ITask, name)
+class RobustnessTests(ServiceInFileStorage):
 
-
-class RobustnessTests(unittest.TestCase):
-
-    def setUp(self):
-        zope.component.testing.setUp()
-        self.tmp = tempfile.mkdtemp()
-        self.db = ZODB.DB(FileStorage(f'{self.tmp}/Data.fs'))
+    def populate(self, root):
         provide('echo', task.echo)
-        conn, tm = self.open()
-        conn.root()['data'] = PersistentMapping()
-        conn.root()['tasks'] = TaskService()
-        tm.commit()
-        self.oid = conn.root()['tasks']._p_oid
-        conn.close()
-
-    def tearDown(self):
-        processor.stopAll(db=self.db)
-        self.db.close()
-        shutil.rmtree(self.tmp)
-        zope.component.testing.tearDown()
-
-    def open(self):
-        tm = transaction.TransactionManager()
-        return self.db.open(transaction_manager=tm), tm
-
-    def service(self):
-        conn, tm = self.open()
-        self.addCleanup(conn.close)
-        self.addCleanup(tm.abort)
-        return conn.get(self.oid), tm
+        root['data'] = PersistentMapping()
 
     def step(self):
         proc = processor.SimpleProcessor(self.db, self.oid, name='test')

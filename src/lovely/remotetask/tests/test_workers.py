@@ -2,31 +2,19 @@
 process (a FileStorage; the multi-process cases are in test_faults.py).
 """
 import datetime
-import shutil
-import tempfile
 import time
 import unittest
 
 import transaction
-import ZODB
-import zope.component
-import zope.component.testing
-import zope.interface
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 from ZODB.POSException import ReadConflictError
 
-from lovely.remotetask import interfaces
 from lovely.remotetask import processor
 from lovely.remotetask import storagefaults
 from lovely.remotetask import workers
-from lovely.remotetask.service import TaskService
-
-
-def provide(name, func):
-    zope.interface.alsoProvides(func, interfaces.ITask)
-    zope.component.provideUtility(func, interfaces.ITask, name)
+from lovely.remotetask.tests.fixtures import ServiceInFileStorage
+from lovely.remotetask.tests.fixtures import provide
 
 
 def waitFor(condition, timeout=20.0):
@@ -51,33 +39,8 @@ class FlakyStorage:
         return 'done'
 
 
-class Base(unittest.TestCase):
-
-    def setUp(self):
-        zope.component.testing.setUp()
-        self.tmp = tempfile.mkdtemp()
-        self.db = ZODB.DB(FileStorage(f'{self.tmp}/Data.fs'))
-        conn, tm = self.open()
-        conn.root()['tasks'] = TaskService()
-        tm.commit()
-        self.oid = conn.root()['tasks']._p_oid
-        conn.close()
-
-    def tearDown(self):
-        processor.stopAll(db=self.db)
-        self.db.close()
-        shutil.rmtree(self.tmp)
-        zope.component.testing.tearDown()
-
-    def open(self):
-        tm = transaction.TransactionManager()
-        return self.db.open(transaction_manager=tm), tm
-
-    def service(self):
-        conn, tm = self.open()
-        self.addCleanup(conn.close)
-        self.addCleanup(tm.abort)
-        return conn.get(self.oid), tm
+class Base(ServiceInFileStorage):
+    """A service in a FileStorage (see fixtures.py)."""
 
 
 class StorageFaultTests(Base):
