@@ -292,10 +292,10 @@ class JobTable:
 
     def nextScheduled(self):
         """See ITaskServiceProcessing."""
+        scheduled = timeset.firstKey(self._schedule)
         due = [when for when in (
             self._firstQueued(),
-            self.jobs[keyId(timeset.firstKey(self._schedule))].due
-            if timeset.firstKey(self._schedule) is not None else None)
+            None if scheduled is None else self.jobs[keyId(scheduled)].due)
             if when is not None]
         return min(due) if due else None
 

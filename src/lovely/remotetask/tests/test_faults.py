@@ -633,6 +633,19 @@ class Stopping(LostWorker):
         figures(self, storage=self.storageName, test_seconds=self.elapsed())
 
 
+def timedJob(tm, service, timeout, message):
+    """Add a job, wait (bounded) for its completion; return the job and
+    the seconds from its commit to its start."""
+    tm.begin()
+    jobid = service.add(faultsupport.RECORD)
+    tm.commit()
+    committed = faultsupport.utcnow()
+    waitFor(fresh(tm, lambda: service.getStatus(jobid) == 'completed'),
+            timeout, 0.01, message)
+    job = service.jobs[jobid]
+    return job, (job.started - committed).total_seconds()
+
+
 class Waking:
     """How soon a worker in another process sees a new job."""
 
@@ -648,17 +661,10 @@ class Waking:
                 # Add the job at a random moment of the worker's idle
                 # wait (right after a completion it has just begun one).
                 threading.Event().wait(rnd.uniform(0, wait))
-                tm.begin()
-                jobid = service.add(faultsupport.RECORD)
-                tm.commit()
-                committed = faultsupport.utcnow()
-                waitFor(fresh(tm, lambda: service.getStatus(jobid)
-                              == 'completed'),
-                        wait + 30, 0.01, 'completion')
-                job = service.jobs[jobid]
+                job, latency = timedJob(tm, service, wait + 30,
+                                        'completion')
                 self.assertIn(f':{worker.pid}:', job.worker)
-                latencies.append(
-                    (job.started - committed).total_seconds())
+                latencies.append(latency)
             self.procs.signal(worker, signal.SIGTERM)
             self.assertEqual(self.procs.wait(worker, 60), 0)
             latencies.sort()
@@ -683,15 +689,9 @@ class PushWaking:
             # Let the worker fall idle (a completion is followed by one
             # empty claim, then the long wait).
             threading.Event().wait(0.3)
-            tm.begin()
-            jobid = service.add(faultsupport.RECORD)
-            tm.commit()
-            committed = faultsupport.utcnow()
-            waitFor(fresh(tm, lambda: service.getStatus(jobid)
-                          == 'completed'),
-                    30, 0.01, 'completion without polling')
-            latencies.append(
-                (service.jobs[jobid].started - committed).total_seconds())
+            job, latency = timedJob(tm, service, 30,
+                                    'completion without polling')
+            latencies.append(latency)
         self.procs.signal(worker, signal.SIGTERM)
         self.assertEqual(self.procs.wait(worker, 60), 0)
         latencies.sort()
