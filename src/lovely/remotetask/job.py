@@ -51,6 +51,13 @@ class Job(persistent.Persistent):
     lease = None
     #: The id of the principal who added the job (see interaction.py).
     addedBy = None
+    #: Held while the job has not ended (see uniqueness.py), or None.
+    uniqueKey = None
+    # What the job waits for and who waits for it (see dependencies.py).
+    after = ()
+    waitingFor = ()
+    runAnyway = False
+    dependants = ()
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None
