@@ -371,7 +371,8 @@ class ITaskServiceManage(Interface):
         """
 
     def cancelAll(limit=None):
-        """Cancel every cancellable job; return how many were cancelled.
+        """Cancel every cancellable job; return how many were cancelled
+        (counting the jobs that waited for them, cancelled with them).
 
         With ``limit``, at most that many, the newest first: call it again
         (in a new transaction) until it returns less than ``limit`` to

@@ -192,13 +192,17 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def cancelAll(self, limit=None):
         """See ITaskServiceManage."""
-        count = 0
+        # Counted by the counter: a cancelled job cancels the jobs waiting
+        # for it too (dependencies.py), which then count as well.
+        cancelled = self._counts[CANCELLED]
+        before = cancelled()
         for status in CANCELLABLE:
             # The newest first: claims take the oldest, so a cancel in
             # batches while processors drain rarely meets their claims.
-            for jobid in self._newest(status, limit and limit - count):
-                count += self.cancel(jobid)
-        return count
+            for jobid in self._newest(
+                    status, limit and limit - (cancelled() - before)):
+                self.cancel(jobid)
+        return cancelled() - before
 
     def clean(self, status=REMOVABLE, limit=None):
         """See ITaskServiceManage."""

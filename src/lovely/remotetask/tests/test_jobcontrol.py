@@ -81,7 +81,9 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
     def test_two_connections_adding_one_key_make_one_job(self):
         self.addJobs(1, 100)    # the task's id set exists
         a, b = self.open(), self.open()
-        add = lambda service: service.add('record', 'x', uniqueKey='inv-42')
+
+        def add(service):
+            return service.add('record', 'x', uniqueKey='inv-42')
         ja, jb = add(self.service(a)), add(self.service(b))
         self.assertNotEqual(ja, jb)     # neither sees the other yet
         self.commit(a)
@@ -224,6 +226,23 @@ class ChainConcurrencyTests(ServiceTestCase):
         self.assertEqual(service.getStatus(grandchild), CANCELLED)
         self.assertEqual(service.getStatus(parent), QUEUED)
         self.assertNotIn('c', service._uniqueKeys)
+        self.assertConsistent(service)
+
+    def test_cancel_all_in_batches_counts_the_cancelled_dependants(self):
+        from lovely.remotetask import bulk
+
+        def chains(service):
+            ids = []
+            for n in range(10):
+                ids.append(service.add('record'))
+                for m in range(4):
+                    ids.append(service.add('record', after=[ids[-1]]))
+            return ids
+        ids = self.transact(chains)
+        conn = self.open()
+        self.assertEqual(bulk.cancelAll(self.service(conn), size=7), 50)
+        service = self.fresh()
+        self.assertEqual({service.getStatus(i) for i in ids}, {CANCELLED})
         self.assertConsistent(service)
 
     def test_bad_after(self):
