@@ -31,6 +31,9 @@ dependants of one job conflict with each other and with the run of that
 job (the processor repeats a conflicting run, see running.py); unrelated
 chains never meet.
 
+A retry of a job that failed (``service.retry``) does not bring back the
+jobs cancelled with it: add them again.
+
 A task can also add its follow-up jobs itself, inside its run
 (``service.add(...)`` in the task): they are added in the transaction
 that completes the task, so they exist if and only if the run commits.
