@@ -26,11 +26,16 @@ COMPLETED = 'completed'
 DELAYED = 'delayed'
 CRONJOB = 'cronjob'
 STARTLATER = 'start later'
+#: Added with ``after``: waits until the jobs it depends on completed.
+WAITING = 'waiting'
 
 STATUSES = (QUEUED, PROCESSING, CANCELLED, ERROR, COMPLETED, DELAYED,
-            CRONJOB, STARTLATER)
+            CRONJOB, STARTLATER, WAITING)
 #: Jobs in these statuses may be cancelled.
-CANCELLABLE = (QUEUED, DELAYED, CRONJOB, STARTLATER)
+CANCELLABLE = (QUEUED, DELAYED, CRONJOB, STARTLATER, WAITING)
+#: A job in these statuses has ended: its unique key is free again, and
+#: the jobs waiting for it are settled (see dependencies.py).
+ENDED = (COMPLETED, ERROR, CANCELLED)
 #: Jobs in these statuses may be removed by ``clean()``.
 REMOVABLE = (CANCELLED, ERROR, COMPLETED)
 
@@ -92,6 +97,27 @@ class DataTooLarge(ValueError):
 
 class InvalidSchedule(ValueError):
     """A cron schedule names values out of range or can never match."""
+
+
+class DuplicateJob(ValueError):
+    """A job with this unique key is queued, waiting or running.
+
+    Raised by ``add(..., uniqueKey=KEY, onDuplicate='raise')``; ``jobid``
+    is the job that holds the key.
+    """
+
+    def __init__(self, key, jobid):
+        super().__init__(key, jobid)
+        self.key = key
+        self.jobid = jobid
+
+    def __str__(self):
+        return f'Job {self.jobid} holds the unique key {self.key!r}'
+
+
+class InvalidDependency(ValueError):
+    """A job of ``after`` cannot be waited for: it does not exist (any
+    more), or it is a cron job, which never ends."""
 
 
 class ITask(Interface):
@@ -165,6 +191,23 @@ class IJob(Interface):
         description='The id of the principal who added the job (the job '
                     'runs as this principal), or None when it was added '
                     'outside an interaction.')
+    uniqueKey = schema.TextLine(
+        title='Unique key', required=False, readonly=True,
+        description='While the job has not ended, no other job with this '
+                    'key can be added (see uniqueness.py); or None.')
+    after = schema.Tuple(
+        title='After', value_type=schema.Int(), readonly=True,
+        description='The ids of the jobs this job waited or waits for.')
+    waitingFor = schema.Tuple(
+        title='Waiting for', value_type=schema.Int(), readonly=True,
+        description='The ids of ``after`` that have not ended yet.')
+    runAnyway = schema.Bool(
+        title='Run anyway', readonly=True,
+        description='Run when the jobs of ``after`` ended, even if one of '
+                    'them failed or was cancelled (else: cancelled too).')
+    dependants = schema.Tuple(
+        title='Dependants', value_type=schema.Int(), readonly=True,
+        description='The ids of the jobs added to run after this one.')
 
 
 class ICronJob(IJob):
@@ -279,13 +322,29 @@ class ITaskServiceManage(Interface):
     """Changing a task service (``lovely.remotetask.Manage``)."""
 
     def add(task, input=None, startLater=False, *, maxRetries=None,
-            retryDelay=None):
+            retryDelay=None, uniqueKey=None, onDuplicate='return', after=(),
+            runAnyway=False):
         """Add a job and return its id.
 
         The job exists if and only if the current transaction commits; an
         idle processor of this process is woken when it does.  An unknown
         task raises ``UnknownTask`` (a ``ValueError``).  With ``startLater``
         the job waits in status ``start later`` for ``startJob``.
+
+        With ``uniqueKey`` (a string): while a job with that key has not
+        ended (completed, error, cancelled), no second one is added; the
+        id of the one there is returned instead, or, with
+        ``onDuplicate='raise'``, ``DuplicateJob`` is raised.  Two
+        transactions adding one key concurrently conflict (see
+        uniqueness.py): one job results.
+
+        With ``after`` (job ids) the job is ``waiting`` until every one of
+        them completed, then queued in the transaction that completes the
+        last of them.  If one of them ends in error or is cancelled, the
+        job is cancelled (and so are the jobs waiting for it), unless
+        ``runAnyway``: then it is queued when all of them ended.  An id
+        that is unknown, cleaned or a cron job's raises
+        ``InvalidDependency``.  Not with ``startLater``.
         """
 
     def addCronJob(task, input=None, minute=(), hour=(), dayOfMonth=(),
@@ -312,7 +371,8 @@ class ITaskServiceManage(Interface):
         """
 
     def cancelAll(limit=None):
-        """Cancel every cancellable job; return how many were cancelled.
+        """Cancel every cancellable job; return how many were cancelled
+        (counting the jobs that waited for them, cancelled with them).
 
         With ``limit``, at most that many, the newest first: call it again
         (in a new transaction) until it returns less than ``limit`` to

@@ -4,7 +4,9 @@ A job is changed only by its service (which keeps the status index and
 the queues in step with it); from outside it is read-only.
 
 Concurrency: a job object is written by the transaction that adds it, by
-the claim that starts it, by the run that completes it and by cancel.
+the claim that starts it, by the run that completes it and by cancel;
+and, for chains, by the add of a job that waits for it and by the end of
+a job it waits for (see dependencies.py).
 Two of those at once are a real conflict (for example a cancel racing a
 claim), and the ZODB reports it as one: nothing here resolves conflicts.
 The lease of a running job is a separate persistent object so that the
@@ -51,6 +53,13 @@ class Job(persistent.Persistent):
     lease = None
     #: The id of the principal who added the job (see interaction.py).
     addedBy = None
+    #: Held while the job has not ended (see uniqueness.py), or None.
+    uniqueKey = None
+    # What the job waits for and who waits for it (see dependencies.py).
+    after = ()
+    waitingFor = ()
+    runAnyway = False
+    dependants = ()
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None

@@ -42,6 +42,11 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     The task filter of the UI; written by adds and cleans only.  Filtering
     by task and status together walks the status's keys and tests each id
     for membership in the task's set: no job is loaded.
+
+``_uniqueKeys`` (OOBTree: unique key -> job id)
+    The keys held by jobs that have not ended; see uniqueness.py for how
+    concurrent adds of one key end with one job.  (What jobs wait for is
+    kept on the jobs, see dependencies.py.)
 """
 import datetime
 import itertools
@@ -54,6 +59,7 @@ from BTrees.OOBTree import OOBTree
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import timeset
+from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import QUEUED
@@ -106,6 +112,7 @@ class JobTable:
         self._counts = {status: Length() for status in STATUSES}
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
+        self._uniqueKeys = uniqueness.newKeyMap()
 
     # -- jobs by id ----------------------------------------------------------
 

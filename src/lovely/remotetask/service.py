@@ -22,9 +22,11 @@ from zope.container.contained import Contained
 from zope.interface import implementer
 
 from lovely.remotetask import audit
+from lovely.remotetask import dependencies
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import processor
+from lovely.remotetask import uniqueness
 from lovely.remotetask.interaction import currentPrincipalId
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
@@ -91,7 +93,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     # -- adding --------------------------------------------------------------
 
     def add(self, task, input=None, startLater=False, *, maxRetries=None,
-            retryDelay=None):
+            retryDelay=None, uniqueKey=None, onDuplicate='return', after=(),
+            runAnyway=False):
         """See ITaskServiceManage."""
         self._getTask(task)
         limits.checkInput(self, input)
@@ -103,12 +106,27 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         if retryDelay is not None and not _isSeconds(retryDelay, MAX_DELAY):
             raise ValueError(f'retryDelay must be seconds from 0 to '
                              f'{MAX_DELAY}, not {retryDelay!r}')
+        if uniqueKey is not None:
+            holder = uniqueness.existing(self, uniqueKey, onDuplicate)
+            if holder is not None:
+                return holder
+        parents = dependencies.parents(self, after)
+        if parents and startLater:
+            raise ValueError('A job cannot both start later and wait for '
+                             'other jobs (after)')
+        status, reason = dependencies.verdict(parents, runAnyway)
         job = Job(self._newId(), task, input,
-                  status=STARTLATER if startLater else QUEUED,
+                  status=status or (STARTLATER if startLater else QUEUED),
                   maxRetries=maxRetries, retryDelay=retryDelay)
         job.addedBy = currentPrincipalId()
+        job.uniqueKey = uniqueKey
+        job.runAnyway = bool(runAnyway)
+        job.error = reason
         self._insert(job)
-        if not startLater:
+        if parents:
+            dependencies.attach(self, job, parents)
+        uniqueness.take(self, job)
+        if job.status == QUEUED:
             _wakeAfterCommit(self)
         return job.id
 
@@ -161,18 +179,30 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
             return False
         self._unschedule(job)
         self._setStatus(job, CANCELLED)
+        self._ended(job)
         audit.record(self, 'cancel', (jobid,))
         return True
 
+    def _ended(self, job):
+        """``job`` ended (completed, error, cancelled): free its unique
+        key, settle the jobs waiting for it (uniqueness.py,
+        dependencies.py).  Every step that ends a job calls it."""
+        uniqueness.release(self, job)
+        dependencies.settle(self, job)
+
     def cancelAll(self, limit=None):
         """See ITaskServiceManage."""
-        count = 0
+        # Counted by the counter: a cancelled job cancels the jobs waiting
+        # for it too (dependencies.py), which then count as well.
+        cancelled = self._counts[CANCELLED]
+        before = cancelled()
         for status in CANCELLABLE:
             # The newest first: claims take the oldest, so a cancel in
             # batches while processors drain rarely meets their claims.
-            for jobid in self._newest(status, limit and limit - count):
-                count += self.cancel(jobid)
-        return count
+            for jobid in self._newest(
+                    status, limit and limit - (cancelled() - before)):
+                self.cancel(jobid)
+        return cancelled() - before
 
     def clean(self, status=REMOVABLE, limit=None):
         """See ITaskServiceManage."""

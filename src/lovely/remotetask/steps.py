@@ -145,6 +145,7 @@ class ProcessingSteps:
             self._scheduleNext(job, now)
         else:
             self._setStatus(job, COMPLETED)
+            self._ended(job)  # unique key, dependants (see service.py)
 
     def _log(self, level, message, *args):
         """Log when the current transaction commits (not if it aborts).
@@ -196,6 +197,7 @@ class ProcessingSteps:
             return 'retry'
         self._setStatus(job, ERROR)
         job.completed = now
+        self._ended(job)  # unique key, dependants (see service.py)
         # The job keeps the message and the traceback; the log says where.
         self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
                   job.task, attempt if retry else 'not repeated', message)

@@ -42,7 +42,9 @@ from zope.security.checker import Checker
 from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 
+from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import DataTooLarge
+from lovely.remotetask.interfaces import InvalidDependency
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import MANAGE
@@ -63,6 +65,9 @@ FAULT_INVALID_SCHEDULE = 4
 FAULT_FORBIDDEN = 403
 #: The job's input is larger than the service takes (its maxDataSize).
 FAULT_DATA_TOO_LARGE = 5
+#: A job of ``after`` cannot be waited for: no such job (any more), or
+#: a cron job (see dependencies.py).
+FAULT_INVALID_DEPENDENCY = 6
 #: The body is not well-formed XML (the XML-RPC interoperability codes
 #: follow).
 FAULT_PARSE_ERROR = -32700
@@ -83,6 +88,7 @@ _FAULTS = (
     (InvalidJobId, FAULT_INVALID_JOB_ID),
     (InvalidSchedule, FAULT_INVALID_SCHEDULE),
     (DataTooLarge, FAULT_DATA_TOO_LARGE),
+    (InvalidDependency, FAULT_INVALID_DEPENDENCY),
 )
 _ERRORS = tuple(exception for exception, code in _FAULTS)
 
@@ -272,7 +278,8 @@ def publishedMethods(cls, prefix=''):
 
 #: What ``getJob`` tells about a job.
 JOB_DATA = ('id', 'task', 'status', 'addedBy', 'created', 'started',
-            'completed', 'attempts', 'worker', 'error')
+            'completed', 'attempts', 'worker', 'error', 'uniqueKey', 'after',
+            'dependants')
 
 
 class TaskServiceAPI(XMLRPCView):
@@ -283,17 +290,35 @@ class TaskServiceAPI(XMLRPCView):
         """The names of the tasks jobs can be added for, sorted."""
         return sorted(self.context.getAvailableTasks())
 
-    @published('int', 'string', 'any', 'boolean', permission=MANAGE)
-    def add(self, task, input=None, startLater=False):
+    @published('int', 'string', 'any', 'boolean', 'string', 'array',
+               permission=MANAGE)
+    def add(self, task, input=None, startLater=False, uniqueKey='',
+            after=()):
         """Add a job for `task` with `input`; return its id.
 
-        With `startLater` true the job waits for startJob(id).
+        With `startLater` true the job waits for startJob(id).  With a
+        `uniqueKey` ('' for none) no second job is added while a job with
+        that key has not ended: the id of that job is returned instead.
+        With `after` (an array of job ids) the job is 'waiting' until all
+        of them completed, and is cancelled if one of them fails or is
+        cancelled (not with startLater).
         """
         _check('task', task, str)
         _check('startLater', startLater, bool)
+        _check('uniqueKey', uniqueKey, str)
+        after = [_check('after', jobid, int)
+                 for jobid in _check('after', after, list, tuple)]
+        try:
+            if uniqueKey:
+                uniqueness.checkKey(uniqueKey)
+            if after and startLater:
+                raise ValueError('startLater and after exclude each other')
+        except ValueError as error:
+            raise xmlrpc.client.Fault(FAULT_INVALID_PARAMS, str(error))
         input = fromXMLRPC(input)
         with faults():
-            return self.context.add(task, input, startLater)
+            return self.context.add(task, input, startLater,
+                                    uniqueKey=uniqueKey or None, after=after)
 
     @published('int', 'string', 'any', 'array', 'array', 'array', 'array',
                'array', 'double', permission=MANAGE)
@@ -360,7 +385,9 @@ class TaskServiceAPI(XMLRPCView):
     def getJob(self, jobid):
         """What is known about a job, without its input and output: id,
         task, status, addedBy (the principal who added it), created,
-        started, completed, attempts, worker, error; '' where not set."""
+        started, completed, attempts, worker, error, uniqueKey, after
+        (the ids it waits or waited for), dependants (the ids waiting for
+        it); '' where not set."""
         _check('jobid', jobid, int)
         with faults():
             job = removeSecurityProxy(self.context)._job(jobid)

@@ -26,6 +26,8 @@ TOO_DEEP = '[nested too deeply to show]'
 #: The most characters the page shows of a value (input, output, error,
 #: traceback); a longer one is cut, and the page says how long it is.
 SHOWN = 10000
+#: The most jobs the page links to in "Runs after" and "Followed by".
+LINKED = 100
 #: Data larger than this (bytes, pickled) is not pretty-printed (which
 #: would build its whole text) but abbreviated (``reprlib``).
 PRETTY = 256 * 1024
@@ -169,6 +171,33 @@ class JobView(BrowserPage):
         if job.maxRetries is None:
             return str(job.attempts)
         return f'{job.attempts} / {job.maxRetries + 1}'
+
+    def runsAfter(self):
+        """The jobs this one waits or waited for (see ``related``)."""
+        return self.related(self.context.after)
+
+    def followedBy(self):
+        """The jobs added to run after this one (see ``related``)."""
+        return self.related(self.context.dependants)
+
+    def related(self, ids):
+        """Jobs by id, to link to: None if there are none, else
+        ``{'jobs', 'more'}``: the first ``LINKED`` of them as ``{'id',
+        'url', 'status', 'class'}`` (url None for a job cleaned since),
+        and how many more there are."""
+        if not ids:
+            return None
+        service = self.context.__parent__
+        base = absoluteURL(service, self.request)
+        jobs = []
+        for jobid in ids[:LINKED]:
+            job = service.jobs.get(jobid)
+            status = None if job is None else job.status
+            jobs.append({'id': jobid,
+                         'url': None if job is None else f'{base}/{jobid}',
+                         'status': status or _('removed'),
+                         'class': statusClass(status) if status else ''})
+        return {'jobs': jobs, 'more': max(0, len(ids) - LINKED)}
 
     def schedule(self):
         """A cron job's schedule in one line; None for other jobs."""

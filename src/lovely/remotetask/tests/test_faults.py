@@ -1083,9 +1083,65 @@ class Contention:
                 test_seconds=self.elapsed())
 
 
+class Chains:
+    """SIGKILL the worker running a link of a chain: the chain goes on,
+    no link is lost, none completes twice, each runs after its parent."""
+
+    #: Links of the chain, and those whose worker is killed mid-run.
+    links = 60
+    killed = (10, 25, 40)
+
+    def test_sigkill_in_the_middle_of_a_chain(self):
+        db, oid, tm, conn = self.setUpService()
+        service = faultsupport.service(conn)
+        workers = {label: self.startWorker(label)
+                   for label in ('worker0', 'worker1')}
+        ids = []
+        for n in range(self.links):
+            # The links to be killed take a while: the kill lands mid-run.
+            input = {'sleep': 0.5 if n in self.killed else 0.01}
+            ids.append(service.add(faultsupport.RECORD, input,
+                                   after=ids[-1:]))
+        tm.commit()
+        for n in self.killed:
+            waitFor(fresh(tm, lambda: service.getStatus(ids[n])
+                          == 'processing'), 60,
+                    message=f'link {n} to run')
+            pid = int(service.jobs[ids[n]].worker.split(':')[1])
+            label, = [label for label, proc in workers.items()
+                      if proc.pid == pid]
+            self.procs.kill(workers[label])
+            workers[label] = self.startWorker(label, ready=False)
+        try:
+            waitFor(fresh(tm, lambda: service.getStatus(ids[-1])
+                          in ('completed', 'error', 'cancelled')),
+                    60 + 10 * self.leaseTime, message='the chain to end')
+        except AssertionError:
+            self.fail(self.diagnostics(conn))
+        tm.begin()
+        jobs = [service.jobs[jobid] for jobid in ids]
+        self.assertEqual({job.status for job in jobs}, {'completed'},
+                         self.diagnostics(conn))
+        counts = conn.root()['counts']
+        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
+                         {jobid: 1 for jobid in ids})
+        for parent, child in zip(jobs, jobs[1:]):
+            self.assertGreaterEqual(child.started, parent.completed)
+        # The killed links ran again (attempt 2, after their lease).
+        self.assertEqual([jobs[n].attempts for n in self.killed],
+                         [2] * len(self.killed))
+        side = faultsupport.readSideEffects(self.dir)
+        self.assertEqual({jobid for jobid in ids if side.get(jobid, 0) < 1},
+                         set())
+        self.assertEqual(service.countJobs('waiting'), 0)
+        figures(self, storage=self.storageName, links=self.links,
+                executions=sum(side.get(jobid, 0) for jobid in ids),
+                test_seconds=self.elapsed())
+
+
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
                 PushWaking, Cron, ServerRestart, ServerResolvesConflicts,
-                Workers, WorkersView, CancelUnderLoad):
+                Workers, WorkersView, CancelUnderLoad, Chains):
     """Over a ZEO server."""
 
 

@@ -65,7 +65,10 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 3)
+        self.assertEqual(manager.generation, 6)
+        self.assertEqual(manager.minimum_generation, 6)
+        # Generations 4 and 5 have no module (yet): nothing to do.
+        self.assertIsNone(manager.getInfo(4))
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))

@@ -1,0 +1,111 @@
+"""Unique jobs: at most one job per key that has not ended.
+
+``add(task, input, uniqueKey='invoice-42')`` adds a job only if no job
+with that key is queued, delayed, waiting, start later or processing;
+otherwise it returns the id of that job (or, with ``onDuplicate='raise'``,
+raises ``DuplicateJob``).  The key is taken in the adding transaction and
+freed in the transaction that ends the job (completed, error, cancelled).
+
+``_uniqueKeys`` (OOBTree: key -> job id), an attribute of the service
+    Concurrency: an add with a key reads the tree and, if the key is free,
+    inserts it.  Two transactions inserting *different* keys merge (the
+    bucket's conflict resolution), so unrelated adds never conflict here.
+    Two transactions inserting the *same* key conflict: BTrees' bucket
+    resolution refuses two inserts of one key (tests/test_jobcontrol.py
+    checks it on FileStorage and DemoStorage, and on a tree small enough
+    to keep its only bucket inline).  The one that retries reads the
+    other's entry and returns its job: one job results.  Freeing a key
+    (a delete) merges with inserts of other keys; an add that read the
+    key just before it was freed returns the id of the job ending
+    concurrently, as if the add had come first.  An entry whose job has
+    ended, or is gone, without freeing it (a database written by other
+    code) is taken over by the next add: it writes the same key, so two
+    such adds conflict too.
+
+The retry of an ended job (``service.retry``) calls ``retake`` before it
+queues the job again: the job takes its key back, or, if another job took
+it meanwhile, ``DuplicateJob`` says which, and nothing changes.
+"""
+from BTrees.OOBTree import OOBTree
+
+from lovely.remotetask import interfaces
+from lovely.remotetask.interfaces import ENDED
+
+#: The longest unique key (characters).
+MAX_KEY_LENGTH = 200
+#: What ``add`` may do with a duplicate.
+ON_DUPLICATE = ('return', 'raise')
+
+
+def newKeyMap():
+    """The empty map of unique keys (a service's ``_uniqueKeys``)."""
+    return OOBTree()
+
+
+def checkKey(key):
+    """``key`` if it is a valid unique key (a non-empty str of at most
+    ``MAX_KEY_LENGTH`` characters); else ``ValueError``."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f'uniqueKey must be a non-empty string of at most '
+                         f'{MAX_KEY_LENGTH} characters, not {key!r}')
+    return key
+
+
+def checkOnDuplicate(onDuplicate):
+    if onDuplicate not in ON_DUPLICATE:
+        raise ValueError(f'onDuplicate must be one of '
+                         f'{", ".join(map(repr, ON_DUPLICATE))}, '
+                         f'not {onDuplicate!r}')
+
+
+def holder(service, key):
+    """The id of the job that holds ``key`` (it has not ended), or None."""
+    jobid = service._uniqueKeys.get(key)
+    if jobid is None:
+        return None
+    job = service.jobs.get(jobid)
+    if job is None or job.status in ENDED:
+        return None  # a stale entry: the next add takes the key over
+    return jobid
+
+
+def existing(service, key, onDuplicate):
+    """Before an add: the id of the job holding ``key``, or None if the
+    key is free; ``DuplicateJob`` if it is held and ``onDuplicate`` is
+    'raise'."""
+    checkOnDuplicate(onDuplicate)
+    jobid = holder(service, checkKey(key))
+    if jobid is not None and onDuplicate == 'raise':
+        raise interfaces.DuplicateJob(key, jobid)
+    return jobid
+
+
+def take(service, job):
+    """Let a new job that has not ended hold its key (free: see
+    ``existing``)."""
+    if job.uniqueKey is not None and job.status not in ENDED:
+        service._uniqueKeys[job.uniqueKey] = job.id
+
+
+def release(service, job):
+    """Free the key of a job that ended (if it holds it)."""
+    key = job.uniqueKey
+    if key is not None and service._uniqueKeys.get(key) == job.id:
+        del service._uniqueKeys[key]
+
+
+def retake(service, job):
+    """Before an ended job is queued again (a retry): take its key back.
+
+    Raises ``DuplicateJob`` if another job holds the key now, changing
+    nothing; the caller should leave the job as it is.  A job without a
+    key needs nothing.
+    """
+    key = job.uniqueKey
+    if key is None:
+        return
+    jobid = holder(service, key)
+    if jobid is not None and jobid != job.id:
+        raise interfaces.DuplicateJob(key, jobid)
+    if service._uniqueKeys.get(key) != job.id:
+        service._uniqueKeys[key] = job.id
