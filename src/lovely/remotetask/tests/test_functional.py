@@ -44,6 +44,7 @@ def test_suite():
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
             'browser/audit.rst',
             'browser/workers.rst',
-            'xmlrpc.rst', package='lovely.remotetask', setUp=setUp,
+            'xmlrpc.rst', 'jsonapi/README.rst', package='lovely.remotetask',
+            setUp=setUp,
             tearDown=tearDown),
     ])
