@@ -26,9 +26,11 @@ BATCH_SIZE = 1000
 RETRIES = 20
 
 
-def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES):
+def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES,
+              progress=None):
     """Repeat ``step(service, size)`` in transactions of its own; return
-    the number of jobs changed.
+    the number of jobs changed.  ``progress(total)``, if given, is told
+    the number changed so far after each committed batch.
 
     Commits the current transaction of the service's connection first (a
     web request's: whatever it did so far), and each batch after it.  A
@@ -56,15 +58,19 @@ def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES):
                     raise
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
         total += done
+        if progress is not None:
+            progress(total)
         if done < size:
             return total
 
 
-def cancelAll(service, size=BATCH_SIZE):
+def cancelAll(service, size=BATCH_SIZE, progress=None):
     """Cancel every cancellable job, in batches; return how many."""
-    return inBatches(service, lambda s, n: s.cancelAll(limit=n), size)
+    return inBatches(service, lambda s, n: s.cancelAll(limit=n), size,
+                     progress=progress)
 
 
-def clean(service, status, size=BATCH_SIZE):
+def clean(service, status, size=BATCH_SIZE, progress=None):
     """Remove the jobs in ``status``, in batches; return how many."""
-    return inBatches(service, lambda s, n: s.clean(status, limit=n), size)
+    return inBatches(service, lambda s, n: s.clean(status, limit=n), size,
+                     progress=progress)
