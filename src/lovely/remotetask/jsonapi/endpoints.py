@@ -195,7 +195,8 @@ def listJobs(call):
                              f'{name}')
     start = integer(query, 'start', 0, 0)
     size = integer(query, 'size', PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    options = dict(filters, start=start, size=size,
+    # One more than asked: is there a next page?
+    options = dict(filters, start=start, size=size + 1,
                    reverse=flag(query, 'reverse'), **extra)
     if 'after' in query:
         options['after'] = decodeCursor(query['after'])
@@ -205,7 +206,8 @@ def listJobs(call):
         # A cursor of another list (another status, another order).
         raise BadRequest(f'These jobs cannot be listed: {error}') from None
     nextCursor = None
-    if len(jobs) == size:
+    if len(jobs) > size:
+        jobs = jobs[:size]
         nextCursor = encodeCursor(service.cursor(
             jobs[-1], **filters, **({'sort': sort} if sort else {})))
     countFilters = {k: v for k, v in extra.items() if k != 'sort'}

@@ -81,6 +81,7 @@ def snapshot(service, now=None):
     """The counts and rates of a service, as JSON data."""
     now = now or datetime.datetime.now(UTC)
     return {
+        'service': service.__name__,
         'time': data.isoformat(now),
         'paused': bool(service.isPaused()),
         'workers': len(service.activeWorkers()),
@@ -92,7 +93,8 @@ def snapshot(service, now=None):
 
 
 def render(stats, previous, out):
-    print(f'{stats["time"]}  workers alive: {stats["workers"]}'
+    print(f'{stats["service"]} at {stats["time"]}  workers alive: '
+          f'{stats["workers"]}'
           f'{"  PAUSED" if stats["paused"] else ""}', file=out)
     for status in STATUSES:
         print(f'  {status:<12} {stats["statuses"][status]:>10,}', file=out)
