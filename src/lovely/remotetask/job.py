@@ -51,6 +51,8 @@ class Job(persistent.Persistent):
     lease = None
     #: The id of the principal who added the job (see interaction.py).
     addedBy = None
+    #: The last attempts, oldest first (see history.py).
+    history = ()
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None
