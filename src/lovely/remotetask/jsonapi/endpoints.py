@@ -12,6 +12,8 @@ import inspect
 import json
 import math
 
+from lovely.remotetask import bulk
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import STARTLATER
@@ -322,19 +324,26 @@ def start(call):
 
 
 def retry(call):
-    """Queue a failed job again; 409 if it is not in error."""
-    if not call.service.retry(call.jobid):
-        raise Conflict(f'Job {call.jobid} is {_status(call)}, not {ERROR}')
+    """Queue a job in error or cancelled again; 409 otherwise."""
+    call.service.retry(call.jobid)
     return ok(_job(call))
 
 
 def retryAll(call):
-    """Queue the failed jobs again (of one task, at most ``limit``)."""
+    """Queue the failed (or cancelled) jobs again, of one task, at most
+    ``limit``; without a limit in batches of their own transactions."""
     body = call.body
     checkNames(body, ('status', 'task', 'limit'), 'fields')
-    retried = call.service.retryAll(
-        status=status(body.get('status', ERROR)), task=text(body, 'task'),
-        limit=count(body, 'limit'))
+    wanted = body.get('status', ERROR)
+    if wanted not in RETRYABLE:
+        raise BadRequest(f'status must be one of {", ".join(RETRYABLE)}, '
+                         f'not {wanted!r}')
+    task, limit = text(body, 'task'), count(body, 'limit')
+    if limit is None:
+        retried = bulk.retryAll(call.raw, wanted, task)
+    else:
+        retried = call.service.retryAll(status=wanted, task=task,
+                                        limit=limit)
     return ok({'retried': retried})
 
 

@@ -12,6 +12,7 @@ from lovely.remotetask.interfaces import DataTooLarge
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import NoSuchJob
+from lovely.remotetask.interfaces import NotRetryable
 from lovely.remotetask.interfaces import UnknownTask
 
 
@@ -51,6 +52,7 @@ STATUSES = (
     (UnknownTask, 400),
     (InvalidSchedule, 400),
     (DataTooLarge, 413),
+    (NotRetryable, 409),
 )
 SERVICE_ERRORS = tuple(exception for exception, status in STATUSES)
 

@@ -11,8 +11,10 @@ import sys
 from lovely.remotetask import bulk
 from lovely.remotetask.app.cli.session import CommandError
 from lovely.remotetask.app.progress import Progress
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import NotRetryable
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
 from lovely.remotetask.jsonapi import data
@@ -153,7 +155,8 @@ def cancel(session, args, out):
 
 
 def each(session, service, args, out, method, done, allowed):
-    """``method`` for each job id; exit status 1 if one was refused."""
+    """``method`` for each job id (True, None: done; False or
+    ``NotRetryable``: refused); exit status 1 if one was refused."""
     if not args.jobids:
         if method == 'startJob':
             raise CommandError('name the jobs')
@@ -161,7 +164,11 @@ def each(session, service, args, out, method, done, allowed):
     refused = 0
     for jobid in args.jobids:
         job = jobOf(service, jobid)
-        if getattr(service, method)(jobid):
+        try:
+            changed = getattr(service, method)(jobid) is not False
+        except NotRetryable:
+            changed = False
+        if changed:
             print(f'{jobid} {done}', file=out)
         else:
             refused += 1
@@ -182,15 +189,14 @@ def retry(session, args, out):
         total = service.countJobs(status=ERROR, task=args.task)
         progress = Progress(total, 'Retrying')
         try:
-            count = bulk.inBatches(
-                service, lambda s, n: s.retryAll(task=args.task, limit=n),
-                progress=progress)
+            count = bulk.retryAll(service, ERROR, args.task,
+                                  progress=progress)
         finally:
             progress.finish()
         print(f'Queued {count} failed jobs again', file=out)
         return 0
     return each(session, service, args, out, 'retry', 'queued again',
-                ERROR)
+                ' or '.join(RETRYABLE))
 
 
 def clean(session, args, out):
