@@ -59,7 +59,95 @@ def tearDown(test):
     test.tmp.cleanup()
 
 
+class SettingTests(unittest.TestCase):
+
+    def parse(self, text):
+        from lovely.remotetask.app.cli.services import parseSetting
+        return parseSetting(text)
+
+    def test_values_are_converted_by_their_field(self):
+        self.assertEqual(self.parse('maxRetries=7'), ('maxRetries', 7))
+        self.assertEqual(self.parse(' retryDelay = 1.5 '),
+                         ('retryDelay', 1.5))
+        self.assertEqual(self.parse('maxDataSize=None'),
+                         ('maxDataSize', None))
+
+    def test_bad_values_are_refused(self):
+        from lovely.remotetask.app.cli.session import CommandError
+        for text, message in (
+                ('maxRetries=-1', 'maxRetries=-1: Value is too small '
+                                  '(int >= 0)'),
+                ('maxRetries=many', 'maxRetries=many: Invalid int literal'),
+                ('leaseTime=none', 'leaseTime must have a value'),
+                ('maxRetries', "'maxRetries': expected NAME=VALUE"),
+                ('jobs=1', "'jobs=1': expected NAME=VALUE")):
+            with self.assertRaises(CommandError) as caught:
+                self.parse(text)
+            self.assertIn(message, str(caught.exception), text)
+
+
+class ServiceLookupTests(unittest.TestCase):
+    """Finding services and creating them in sites, on a database of the
+    test's own (the commands' ``Session`` without zope.conf)."""
+
+    def setUp(self):
+        import transaction
+        import ZODB
+        import zope.component.testing
+        from ZODB.DemoStorage import DemoStorage
+        from zope.site.folder import rootFolder
+        from lovely.remotetask.app.cli.session import Session
+        zope.component.testing.setUp(self)
+        self.addCleanup(zope.component.testing.tearDown, self)
+        self.db = ZODB.DB(DemoStorage())
+        self.addCleanup(self.db.close)
+        self.tm = transaction.TransactionManager()
+        conn = self.db.open(self.tm)
+        self.addCleanup(conn.close)
+        self.addCleanup(self.tm.abort)
+        conn.root()['Application'] = rootFolder()
+        self.session = Session.__new__(Session)
+        self.session.connection = conn
+        self.session.tm = self.tm
+
+    def test_no_service(self):
+        from lovely.remotetask.app.cli.session import CommandError
+        with self.assertRaisesRegex(CommandError, 'there is no task '
+                                                  'service'):
+            self.session.service()
+
+    def test_one_several_and_by_path(self):
+        import argparse
+        import io
+        from lovely.remotetask.app.cli import services
+        from lovely.remotetask.app.cli.session import CommandError
+        out = io.StringIO()
+        services.create(self.session, argparse.Namespace(
+            name='tasks', site=None), out)
+        self.assertEqual(self.session.service().__name__, 'tasks')
+        services.create(self.session, argparse.Namespace(
+            name='tasks', site='site1/'), out)
+        self.assertEqual(out.getvalue().splitlines(), [
+            'Created the task service tasks',
+            'Created the task service site1/tasks'])
+        from zope.component.interfaces import ISite
+        self.assertTrue(ISite.providedBy(self.session.root['site1']))
+        with self.assertRaisesRegex(CommandError, r'several task services '
+                                    r'\(site1/tasks, tasks\)'):
+            self.session.service()
+        self.assertIs(self.session.service('site1/tasks'),
+                      self.session.root['site1']['tasks'])
+        with self.assertRaisesRegex(CommandError, "nothing is called 'x'"):
+            self.session.service('site1/x')
+        with self.assertRaisesRegex(CommandError, 'is not a task service'):
+            self.session.service('site1')
+
+
 def test_suite():
-    return doctest.DocFileSuite(
-        '../cli/README.rst', setUp=setUp, tearDown=tearDown,
-        optionflags=FLAGS)
+    return unittest.TestSuite([
+        doctest.DocFileSuite('../cli/README.rst', setUp=setUp,
+                             tearDown=tearDown, optionflags=FLAGS),
+        unittest.defaultTestLoader.loadTestsFromTestCase(SettingTests),
+        unittest.defaultTestLoader.loadTestsFromTestCase(
+            ServiceLookupTests),
+    ])
