@@ -210,4 +210,3 @@ def clean(session, args, out):
         progress.finish()
     print(f'Removed {count} jobs ({", ".join(statuses)})', file=out)
     return 0
-
