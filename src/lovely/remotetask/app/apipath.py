@@ -10,10 +10,11 @@ their status and headers.
 ``api_read(environ)``: a GET or HEAD whose last object is the API.  Its
 query only filters and pages (the API changes nothing on GET), so the
 form token that ``csrf`` asks of other GETs with a query is not needed.
-The publisher cleans ``.`` and ``..`` from a path, and a form field
-named ``x:method`` or ``x:action`` would add a name to it; so the path is
-judged cleaned, every name after ``@@api`` must be a plain name (no
-``@@view`` or ``++namespace++``), and no query name may hold a ``:``.
+What the publisher calls is the last object of the path, and a form
+field named ``x:method`` or ``x:action`` would add a name to it; so the
+path must have no ``..``, every name after ``@@api`` must be a plain name
+(no ``@@view`` or ``++namespace++``: the API traverses plain names to
+itself), and no query name may hold a ``:``.
 
     >>> api_read({'REQUEST_METHOD': 'GET',
     ...           'PATH_INFO': '/tasks/@@api/jobs',
@@ -32,24 +33,15 @@ judged cleaned, every name after ``@@api`` must be a plain name (no
 import http
 import json
 from urllib.parse import parse_qsl
-from urllib.parse import unquote
 
 API = '@@api'
 PROBLEM = 'application/problem+json'
 
 
 def segments(path):
-    """The names of a path as the publisher traverses them."""
-    clean = []
-    for name in unquote(path).split('/'):
-        if not name or name == '.':
-            continue
-        if name == '..':
-            if clean:
-                clean.pop()
-            continue
-        clean.append(name)
-    return clean
+    """The names of a path (``PATH_INFO``, decoded already), without the
+    empty ones and ``.``, as zope.publisher splits it."""
+    return [name for name in path.split('/') if name not in ('', '.')]
 
 
 def is_api(environ):
@@ -61,7 +53,7 @@ def api_read(environ):
     if environ.get('REQUEST_METHOD', 'GET') not in ('GET', 'HEAD'):
         return False
     names = segments(environ.get('PATH_INFO', ''))
-    if API not in names:
+    if API not in names or '..' in names:
         return False
     after = names[len(names) - names[::-1].index(API):]
     if any(name[:1] in '@+' or ';' in name for name in after):
