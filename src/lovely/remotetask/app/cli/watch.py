@@ -113,6 +113,14 @@ def render(stats, previous, out):
 
 
 def stats(session, args, out):
+    try:
+        return _stats(session, args, out)
+    except KeyboardInterrupt:  # the way to end --watch
+        print(file=out)
+        return 0
+
+
+def _stats(session, args, out):
     previous = None
     shown = 0
     while True:
