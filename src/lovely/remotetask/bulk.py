@@ -11,11 +11,17 @@ A batch step is ``step(service, size)``: it changes at most ``size`` jobs
 and returns how many it changed; the steps are repeated until one changes
 fewer than ``size``.
 """
+import datetime
 import logging
 import random
 import time
 
 from transaction.interfaces import TransientError
+
+from lovely.remotetask import history
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.jobtable import now_
+from lovely.remotetask.timeset import timeKey
 
 
 log = logging.getLogger('lovely.remotetask')
@@ -26,9 +32,11 @@ BATCH_SIZE = 1000
 RETRIES = 20
 
 
-def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES):
+def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES,
+              progress=None):
     """Repeat ``step(service, size)`` in transactions of its own; return
-    the number of jobs changed.
+    the number of jobs changed.  ``progress(total)``, if given, is told
+    the number changed so far after each committed batch.
 
     Commits the current transaction of the service's connection first (a
     web request's: whatever it did so far), and each batch after it.  A
@@ -56,15 +64,35 @@ def inBatches(service, step, size=BATCH_SIZE, retries=RETRIES):
                     raise
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
         total += done
+        if progress is not None:
+            progress(total)
         if done < size:
             return total
 
 
-def cancelAll(service, size=BATCH_SIZE):
+def cancelAll(service, size=BATCH_SIZE, progress=None):
     """Cancel every cancellable job, in batches; return how many."""
-    return inBatches(service, lambda s, n: s.cancelAll(limit=n), size)
+    return inBatches(service, lambda s, n: s.cancelAll(limit=n), size,
+                     progress=progress)
 
 
-def clean(service, status, size=BATCH_SIZE):
+def clean(service, status, size=BATCH_SIZE, progress=None):
     """Remove the jobs in ``status``, in batches; return how many."""
-    return inBatches(service, lambda s, n: s.clean(status, limit=n), size)
+    return inBatches(service, lambda s, n: s.clean(status, limit=n), size,
+                     progress=progress)
+
+
+def retryAll(service, status=ERROR, task=None, size=BATCH_SIZE,
+             progress=None):
+    """Retry the jobs in ``status`` (of ``task``), in batches; return how
+    many.
+
+    Only the jobs that were in the status when it began (to the second:
+    the index keys have whole seconds): a job that fails again later is
+    left there, so that the batches end even while processors fail jobs
+    as fast as they are retried.
+    """
+    history.checkStatus(status)  # a bad status raises before any commit
+    before = timeKey(now_() + datetime.timedelta(seconds=1), 0)
+    return inBatches(service, lambda s, n: history.retryAll(
+        s, status, task, n, before), size, progress=progress)

@@ -90,6 +90,19 @@ class InvalidJobId(ValueError):
         return f'Job ids are integers in [1, 2**31), not {self.jobid!r}'
 
 
+class NotRetryable(ValueError):
+    """Only a job in ``error`` or ``cancelled`` can be retried."""
+
+    def __init__(self, jobid, status):
+        super().__init__(jobid, status)
+        self.jobid = jobid
+        self.status = status
+
+    def __str__(self):
+        return (f'Job {self.jobid} is {self.status}: only jobs in error or '
+                f'cancelled can be retried')
+
+
 class DataTooLarge(ValueError):
     """A job's input is larger than its service takes (``maxDataSize``).
     """
@@ -208,6 +221,10 @@ class IJob(Interface):
     dependants = schema.Tuple(
         title='Dependants', value_type=schema.Int(), readonly=True,
         description='The ids of the jobs added to run after this one.')
+    history = Attribute(
+        'The last attempts of the job, oldest first: a tuple of '
+        '``history.Attempt`` (number, started, ended, worker, outcome, '
+        'error); see history.py.')
 
 
 class ICronJob(IJob):
@@ -368,6 +385,25 @@ class ITaskServiceManage(Interface):
 
         Returns True if the job was cancelled, False if its status does not
         allow it (it is running or finished).
+        """
+
+    def retry(jobid):
+        """Queue a job in ``error`` or ``cancelled`` again; returns None.
+
+        Its attempts start again from none, its error is cleared (and
+        kept in its history); a cron job goes back to its schedule.  A
+        job in any other status raises ``NotRetryable`` (a
+        ``ValueError``).  Recorded in the audit log.
+        """
+
+    def retryAll(status='error', task=None, limit=None):
+        """Retry the jobs in ``status`` (``error`` or ``cancelled``, or
+        a sequence of them) of ``task`` (None: any), the oldest first;
+        return how many were queued again.
+
+        With ``limit``, at most that many (see ``cancelAll``;
+        ``bulk.retryAll`` retries in batches).  Another status raises
+        ``ValueError`` and retries nothing.
         """
 
     def cancelAll(limit=None):

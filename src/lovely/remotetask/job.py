@@ -60,6 +60,8 @@ class Job(persistent.Persistent):
     waitingFor = ()
     runAnyway = False
     dependants = ()
+    #: The last attempts, oldest first (see history.py).
+    history = ()
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None

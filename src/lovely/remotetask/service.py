@@ -6,8 +6,9 @@ structures it keeps its jobs in, and how they behave under concurrent
 transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
 ``processor.py``, the registry of the workers and the cluster's pause
-flag in ``workers.py``.  ``_audit`` (see audit.py) records who
-cancelled, cleaned, started and stopped.
+flag in ``workers.py``, retrying and the jobs' histories in
+``history.py``.  ``_audit`` (see audit.py) records who cancelled,
+cleaned, retried, started and stopped.
 """
 import datetime
 import traceback as tb_module
@@ -23,6 +24,7 @@ from zope.interface import implementer
 
 from lovely.remotetask import audit
 from lovely.remotetask import dependencies
+from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import processor
@@ -33,6 +35,7 @@ from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
@@ -189,6 +192,14 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         dependencies.py).  Every step that ends a job calls it."""
         uniqueness.release(self, job)
         dependencies.settle(self, job)
+
+    def retry(self, jobid):
+        """See ITaskServiceManage."""
+        history.retry(self, self._job(jobid))
+
+    def retryAll(self, status=ERROR, task=None, limit=None):
+        """See ITaskServiceManage."""
+        return history.retryAll(self, status, task, limit)
 
     def cancelAll(self, limit=None):
         """See ITaskServiceManage."""

@@ -32,6 +32,7 @@ import logging
 import math
 
 
+from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask.interfaces import COMPLETED
@@ -140,6 +141,7 @@ class ProcessingSteps:
         job.output = output
         job.error = job.traceback = None
         job.completed = now
+        history.recordAttempt(job, history.COMPLETED, now)
         job.lease = None
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
@@ -164,6 +166,7 @@ class ProcessingSteps:
         job.error = message
         job.traceback = traceback
         job.lease = None
+        history.recordAttempt(job, history.FAILED, now, message)
         retries = self.maxRetries if job.maxRetries is None \
             else job.maxRetries
         attempt = f'attempt {job.attempts} of {retries + 1}'

@@ -4,7 +4,8 @@ Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
 ``getJob``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
-queue (``add``, ``addCronJob``, ``startJob``, ``cancel``) need
+queue (``add``, ``addCronJob``, ``startJob``, ``cancel``, ``retry``,
+``retryAll``) need
 ``lovely.remotetask.Manage``.  The permission of each method is declared
 once, with the method (``published``); the traverser of the service
 enforces it.
@@ -43,12 +44,15 @@ from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 
 from lovely.remotetask import uniqueness
+from lovely.remotetask import bulk
+from lovely.remotetask import history
 from lovely.remotetask.interfaces import DataTooLarge
 from lovely.remotetask.interfaces import InvalidDependency
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import MANAGE
 from lovely.remotetask.interfaces import NoSuchJob
+from lovely.remotetask.interfaces import NotRetryable
 from lovely.remotetask.interfaces import UnknownTask
 from lovely.remotetask.interfaces import VIEW
 
@@ -68,6 +72,9 @@ FAULT_DATA_TOO_LARGE = 5
 #: A job of ``after`` cannot be waited for: no such job (any more), or
 #: a cron job (see dependencies.py).
 FAULT_INVALID_DEPENDENCY = 6
+#: Only a job in error or cancelled can be retried (or a bad status for
+#: retryAll).
+FAULT_NOT_RETRYABLE = 7
 #: The body is not well-formed XML (the XML-RPC interoperability codes
 #: follow).
 FAULT_PARSE_ERROR = -32700
@@ -89,6 +96,7 @@ _FAULTS = (
     (InvalidSchedule, FAULT_INVALID_SCHEDULE),
     (DataTooLarge, FAULT_DATA_TOO_LARGE),
     (InvalidDependency, FAULT_INVALID_DEPENDENCY),
+    (NotRetryable, FAULT_NOT_RETRYABLE),
 )
 _ERRORS = tuple(exception for exception, code in _FAULTS)
 
@@ -356,6 +364,28 @@ class TaskServiceAPI(XMLRPCView):
         """Cancel a job; true if it was cancelled, false if it is running
         or finished."""
         return self._call('cancel', jobid)
+
+    @published('boolean', 'int', permission=MANAGE)
+    def retry(self, jobid):
+        """Queue a job in error or cancelled again (its attempts start
+        again from none); returns true.  A job in another status is a
+        fault (6)."""
+        self._call('retry', jobid)
+        return True
+
+    @published('int', 'string', 'string', permission=MANAGE)
+    def retryAll(self, status='error', task=''):
+        """Retry the jobs in `status` ('error' or 'cancelled') of `task`
+        ('': any task), in batches of their own transactions; return how
+        many were queued again."""
+        _check('status', status, str)
+        _check('task', task, str)
+        try:
+            history.checkStatus(status)
+        except ValueError as error:
+            raise xmlrpc.client.Fault(FAULT_NOT_RETRYABLE, str(error))
+        return bulk.retryAll(removeSecurityProxy(self.context), status,
+                             task or None)
 
     @published('string', 'int', permission=VIEW)
     def getStatus(self, jobid):

@@ -20,7 +20,10 @@ of another site could send (a form: urlencoded, multipart or text/plain,
 or no content type), and a GET or HEAD with a query (the ZMI's folder
 contents delete and its add menu adds on GET).  Other requests need no
 token: another site's page cannot send them without the server's consent
-(CORS), which it never gives: XML-RPC (``text/xml``), PUT, DELETE.
+(CORS), which it never gives: XML-RPC (``text/xml``), the JSON API
+(``application/json``), PUT, DELETE.  A GET of the JSON API with a query
+needs no token either: there the query only filters and pages
+(``apipath.api_read``).
 
 The token is an HMAC of the login with a secret of the process: a page
 loaded before the server restarted holds an old token (reload it).
@@ -31,6 +34,7 @@ import io
 import re
 import secrets
 
+from lovely.remotetask.app.apipath import api_read
 from lovely.remotetask.browser.util import SAFE_METHODS
 
 
@@ -59,7 +63,7 @@ def changes_state(environ):
     """May this request change something?  (See the module.)"""
     method = environ.get('REQUEST_METHOD', 'GET')
     if method in SAFE_METHODS:
-        return bool(environ.get('QUERY_STRING'))
+        return bool(environ.get('QUERY_STRING')) and not api_read(environ)
     if method == 'POST':
         kind = environ.get('CONTENT_TYPE', '').split(';')[0].strip()
         return kind.lower() in SIMPLE_TYPES

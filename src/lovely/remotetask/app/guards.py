@@ -55,6 +55,10 @@ Outermost first:
 
 ``CSRFTokens`` (``lovely.remotetask.app.csrf``)
     Puts the user's token into the POST forms of the HTML pages.
+
+``JSONErrors`` (``lovely.remotetask.app.apipath``), just inside
+``SecurityHeaders``, answers the refusals of all of these to requests of
+the JSON API (``SERVICE/@@api/...``) as ``application/problem+json``.
 """
 import base64
 import binascii

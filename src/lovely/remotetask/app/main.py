@@ -3,6 +3,8 @@
 ``remotetask serve`` publishes the Rotterdam ZMI with lovely.remotetask on
 waitress; ``remotetask worker`` runs only processors.  Both read the same
 ``zope.conf`` and load the same site ZCML.  See ``docs/server.rst``.
+The operator's commands (``service``, ``jobs``, ``add``, ``cancel``,
+``retry``, ``clean``, ``workers``, ``stats``) are in ``cli/``.
 """
 import argparse
 import logging
@@ -15,6 +17,7 @@ import zc.lockfile
 from zope.principalregistry.principalregistry import DuplicateId
 from zope.principalregistry.principalregistry import DuplicateLogin
 
+from lovely.remotetask.app import cli
 from lovely.remotetask.app import credentials
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import settings as web
@@ -49,7 +52,8 @@ def positive(text):
 def make_parser():
     parser = argparse.ArgumentParser(
         prog='remotetask',
-        description='Run a lovely.remotetask server or worker.')
+        description='Run a lovely.remotetask server or worker, and manage '
+                    'the task services of its database.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND',
                                      required=True)
 
@@ -105,6 +109,7 @@ def make_parser():
         help='how often an idle worker looks for new jobs: commits of '
              'other processes cannot wake it (default: %(default)s)')
     worker.set_defaults(func=worker_command)
+    cli.addCommands(commands)
     return parser
 
 

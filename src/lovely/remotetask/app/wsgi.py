@@ -27,6 +27,7 @@ from lovely.remotetask.app import credentials
 from lovely.remotetask.app import csrf
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import settings as web
+from lovely.remotetask.app.apipath import JSONErrors
 from lovely.remotetask.app.authentication import Authenticate
 from lovely.remotetask.app.authentication import BodyLimit
 from lovely.remotetask.app.authentication import check_password
@@ -105,6 +106,7 @@ def protect(application, settings=web.Settings(), check=check_password):
     application = MethodGuard(application)
     application = VirtualHostGuard(application, settings)
     application = DropCookies(application)
+    application = JSONErrors(application)
     return SecurityHeaders(application)
 
 

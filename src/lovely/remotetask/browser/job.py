@@ -1,21 +1,34 @@
-"""A job's own page (SERVICE/JOBID) and the detail cell of cron jobs."""
+"""A job's own page (SERVICE/JOBID) and the detail cell of cron jobs.
+
+The page's buttons (Retry) change the job, so, as the Jobs tab's, they
+act on POST requests only, refuse a POST from another site (403, see
+util.py), need ``lovely.remotetask.Manage`` and redirect (303 See Other)
+to the page, with a fixed message named in the query (``done``).
+"""
 import html
 import pprint
 import reprlib
+from urllib.parse import urlencode
 
 from zope.browserpage import ViewPageTemplateFile
 from zope.i18n import translate
 from zope.i18nmessageid import MessageFactory
 from zope.publisher.browser import BrowserPage
+from zope.security import checkPermission
+from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
 from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interaction import lookup
 from lovely.remotetask.limits import pickledSize
 from lovely.remotetask.interfaces import ICronJob
+from lovely.remotetask.interfaces import MANAGE
+from lovely.remotetask.interfaces import NotRetryable
 
 
 _ = MessageFactory('lovely.remotetask')
@@ -31,6 +44,12 @@ LINKED = 100
 #: Data larger than this (bytes, pickled) is not pretty-printed (which
 #: would build its whole text) but abbreviated (``reprlib``).
 PRETTY = 256 * 1024
+
+#: What a button of the job page tells when it is done.
+MESSAGES = {
+    'retried': _('The job was queued again.'),
+    'not-retryable': _('Only jobs in error or cancelled can be retried.'),
+}
 
 
 def _abbreviated():
@@ -102,6 +121,22 @@ def showData(value):
                     f'shown.'}
 
 
+#: The most characters the history shows of an attempt's error.
+SHORT = 200
+
+
+def _short(text):
+    """An error message in one line of at most ``SHORT`` characters.
+
+    >>> _short('x' * 300)[-5:], len(_short('x' * 300))
+    ('xxxx…', 200)
+    >>> _short(None)
+    ''
+    """
+    text = ' '.join((text or '').split())
+    return text if len(text) <= SHORT else text[:SHORT - 1] + '…'
+
+
 class JobView(BrowserPage):
     """Everything about one job: data, dates, attempts, worker, error.
 
@@ -111,8 +146,65 @@ class JobView(BrowserPage):
 
     template = ViewPageTemplateFile('job.pt')
 
+    #: (button name, label, method name, statuses it is shown in)
+    buttons = (
+        ('RETRY', _('Retry'), 'retry', RETRYABLE),
+    )
+
     def __call__(self):
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
+        if self.request.method == 'POST':
+            for name, label, method, statuses in self.buttons:
+                if name in self.request.form:
+                    if not self.canManage():
+                        raise Unauthorized('lovely.remotetask.Manage is '
+                                           'needed')
+                    done = getattr(self, method)()
+                    url = absoluteURL(self.context, self.request)
+                    self.request.response.redirect(
+                        f'{url}?{urlencode({"done": done})}', status=303)
+                    return ''
         return self.template()
+
+    def canManage(self):
+        """May the user press the buttons (``lovely.remotetask.Manage``)?"""
+        return checkPermission(MANAGE, self.context.__parent__)
+
+    def visibleButtons(self):
+        """The buttons for this user and the job's status."""
+        if not self.canManage():
+            return []
+        return [{'name': name, 'label': label}
+                for name, label, method, statuses in self.buttons
+                if self.context.status in statuses]
+
+    def message(self):
+        """The message named by ``done`` in the query, or None."""
+        key = self.request.form.get('done')
+        return MESSAGES.get(key) if isinstance(key, str) else None
+
+    def retry(self):
+        try:
+            self.context.__parent__.retry(self.context.id)
+        except NotRetryable:
+            return 'not-retryable'  # its status changed since it was shown
+        return 'retried'
+
+    def history(self):
+        """The job's last attempts, newest first, as text by column."""
+        return [{'number': str(attempt.number),
+                 'started': formatDate(attempt.started),
+                 'ended': formatDate(attempt.ended),
+                 'worker': attempt.worker or '',
+                 'outcome': attempt.outcome,
+                 'cssClass': statusClass(
+                     'error' if attempt.outcome == 'failed'
+                     else attempt.outcome),
+                 'error': _short(attempt.error)}
+                for attempt in reversed(
+                    removeSecurityProxy(self.context).history)]
 
     def statusClass(self):
         """The CSS class of the job's status."""

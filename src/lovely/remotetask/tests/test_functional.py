@@ -43,7 +43,8 @@ def test_suite():
         testing.FunctionalDocFileSuite(
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
             'browser/audit.rst',
-            'browser/workers.rst', 'browser/jobcontrol.rst',
-            'xmlrpc.rst', package='lovely.remotetask', setUp=setUp,
+            'browser/workers.rst', 'browser/jobcontrol.rst', 'browser/job.rst',
+            'xmlrpc.rst', 'jsonapi/README.rst', package='lovely.remotetask',
+            setUp=setUp,
             tearDown=tearDown),
     ])

@@ -140,7 +140,8 @@ class SignatureTests(unittest.TestCase):
             'getAvailableTasks', 'getError', 'getJob', 'getResult',
             'getStatus', 'isPaused', 'listWorkers'))
         self.assertEqual(api.MANAGE_METHODS, (
-            'add', 'addCronJob', 'cancel', 'pause', 'resume', 'startJob'))
+            'add', 'addCronJob', 'cancel', 'pause', 'resume', 'retry',
+            'retryAll', 'startJob'))
         self.assertEqual(
             sorted(api.METHODS),
             sorted(api.READ_METHODS + api.MANAGE_METHODS + (

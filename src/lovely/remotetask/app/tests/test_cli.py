@@ -1,0 +1,153 @@
+"""The command line tool (app/cli/README.rst), run as processes, and its
+edge cases."""
+import doctest
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from lovely.remotetask.app.tests.test_server import environment
+
+
+TIMEOUT = 120.0
+FLAGS = (doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+         | doctest.REPORT_NDIFF)
+
+
+def remotetask(directory, *args):
+    """Run ``remotetask ARGS`` in ``directory``; the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, '-m', 'lovely.remotetask.app', *args],
+        cwd=directory, env=environment(), capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+
+
+def setUp(test):
+    test.tmp = tempfile.TemporaryDirectory(prefix='remotetask-cli-')
+    directory = test.tmp.name
+    test.cwd = os.getcwd()
+    subprocess.run([sys.executable, '-c',
+                    'from lovely.remotetask.app import instance; '
+                    'instance.make()'], cwd=directory, check=True,
+                   env=environment(), timeout=TIMEOUT)
+    os.chdir(directory)
+
+    def run(*args, quiet=False):
+        """Print what the command printed (and its exit status unless 0);
+        with ``quiet``, return its standard output instead."""
+        done = remotetask(directory, *args)
+        if quiet:
+            if done.returncode:
+                raise AssertionError(done.stdout + done.stderr)
+            return done.stdout
+        text = done.stdout + done.stderr
+        for jobid, name in names.items():
+            text = text.replace(str(jobid), name)
+        print(text.rstrip('\n') if text.strip() else '', end='')
+        if done.returncode:
+            print(f'\nexit status {done.returncode}')
+        elif text.strip():
+            print()
+    names = {}
+    test.globs.update(run=run, json=json, os=os, names=names)
+
+
+def tearDown(test):
+    os.chdir(test.cwd)
+    test.tmp.cleanup()
+
+
+class SettingTests(unittest.TestCase):
+
+    def parse(self, text):
+        from lovely.remotetask.app.cli.services import parseSetting
+        return parseSetting(text)
+
+    def test_values_are_converted_by_their_field(self):
+        self.assertEqual(self.parse('maxRetries=7'), ('maxRetries', 7))
+        self.assertEqual(self.parse(' retryDelay = 1.5 '),
+                         ('retryDelay', 1.5))
+        self.assertEqual(self.parse('maxDataSize=None'),
+                         ('maxDataSize', None))
+
+    def test_bad_values_are_refused(self):
+        from lovely.remotetask.app.cli.session import CommandError
+        for text, message in (
+                ('maxRetries=-1', 'maxRetries=-1: Value is too small '
+                                  '(int >= 0)'),
+                ('maxRetries=many', 'maxRetries=many: Invalid int literal'),
+                ('leaseTime=none', 'leaseTime must have a value'),
+                ('maxRetries', "'maxRetries': expected NAME=VALUE"),
+                ('jobs=1', "'jobs=1': expected NAME=VALUE")):
+            with self.assertRaises(CommandError) as caught:
+                self.parse(text)
+            self.assertIn(message, str(caught.exception), text)
+
+
+class ServiceLookupTests(unittest.TestCase):
+    """Finding services and creating them in sites, on a database of the
+    test's own (the commands' ``Session`` without zope.conf)."""
+
+    def setUp(self):
+        import transaction
+        import ZODB
+        import zope.component.testing
+        from ZODB.DemoStorage import DemoStorage
+        from zope.site.folder import rootFolder
+        from lovely.remotetask.app.cli.session import Session
+        zope.component.testing.setUp(self)
+        self.addCleanup(zope.component.testing.tearDown, self)
+        self.db = ZODB.DB(DemoStorage())
+        self.addCleanup(self.db.close)
+        self.tm = transaction.TransactionManager()
+        conn = self.db.open(self.tm)
+        self.addCleanup(conn.close)
+        self.addCleanup(self.tm.abort)
+        conn.root()['Application'] = rootFolder()
+        self.session = Session.__new__(Session)
+        self.session.connection = conn
+        self.session.tm = self.tm
+
+    def test_no_service(self):
+        from lovely.remotetask.app.cli.session import CommandError
+        with self.assertRaisesRegex(CommandError, 'there is no task '
+                                                  'service'):
+            self.session.service()
+
+    def test_one_several_and_by_path(self):
+        import argparse
+        import io
+        from lovely.remotetask.app.cli import services
+        from lovely.remotetask.app.cli.session import CommandError
+        out = io.StringIO()
+        services.create(self.session, argparse.Namespace(
+            name='tasks', site=None), out)
+        self.assertEqual(self.session.service().__name__, 'tasks')
+        services.create(self.session, argparse.Namespace(
+            name='tasks', site='site1/'), out)
+        self.assertEqual(out.getvalue().splitlines(), [
+            'Created the task service tasks',
+            'Created the task service site1/tasks'])
+        from zope.component.interfaces import ISite
+        self.assertTrue(ISite.providedBy(self.session.root['site1']))
+        with self.assertRaisesRegex(CommandError, r'several task services '
+                                    r'\(site1/tasks, tasks\)'):
+            self.session.service()
+        self.assertIs(self.session.service('site1/tasks'),
+                      self.session.root['site1']['tasks'])
+        with self.assertRaisesRegex(CommandError, "nothing is called 'x'"):
+            self.session.service('site1/x')
+        with self.assertRaisesRegex(CommandError, 'is not a task service'):
+            self.session.service('site1')
+
+
+def test_suite():
+    return unittest.TestSuite([
+        doctest.DocFileSuite('../cli/README.rst', setUp=setUp,
+                             tearDown=tearDown, optionflags=FLAGS),
+        unittest.defaultTestLoader.loadTestsFromTestCase(SettingTests),
+        unittest.defaultTestLoader.loadTestsFromTestCase(
+            ServiceLookupTests),
+    ])

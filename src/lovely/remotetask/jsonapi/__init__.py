@@ -1,0 +1,2 @@
+"""The JSON API of task services: ``SERVICE/@@api/...`` (see README.rst).
+"""

@@ -1,0 +1,142 @@
+"""Edge cases of the JSON API (jsonapi/README.rst tells the story)."""
+import datetime
+import doctest
+import unittest
+
+from lovely.remotetask.jsonapi import data
+from lovely.remotetask.jsonapi import endpoints
+from lovely.remotetask.jsonapi import openapi
+from lovely.remotetask.jsonapi import view
+from lovely.remotetask.jsonapi.errors import APIError
+
+
+class RouteTests(unittest.TestCase):
+
+    def test_routes(self):
+        self.assertEqual(view.route(('jobs', '42'), 'GET')[2], 42)
+        self.assertIs(view.route(('jobs', '42', 'cancel'), 'POST')[0],
+                      endpoints.cancel)
+        self.assertIs(view.route((), 'HEAD')[0], endpoints.summary)
+
+    def test_unknown_paths_are_404(self):
+        for path in (('jobs', 'x'), ('jobs', '-1'), ('jobs', '1' * 11),
+                     ('jobs', '١٢'), ('nothing',), ('jobs', '1', 'x')):
+            with self.assertRaises(APIError) as caught:
+                view.route(path, 'GET')
+            self.assertEqual(caught.exception.status, 404, path)
+
+    def test_wrong_methods_are_405_with_allow(self):
+        with self.assertRaises(APIError) as caught:
+            view.route(('pause',), 'GET')
+        self.assertEqual(caught.exception.status, 405)
+        self.assertEqual(caught.exception.headers, (('Allow', 'POST'),))
+        with self.assertRaises(APIError) as caught:
+            view.route(('jobs',), 'PUT')
+        self.assertEqual(caught.exception.headers,
+                         (('Allow', 'GET, POST'),))
+
+    def test_the_description_names_every_route(self):
+        described = {(path, method) for path, method in openapi.OPERATIONS}
+        routes = set()
+        for pattern, method, endpoint, permission in view.ROUTES:
+            path = ''.join('/{jobid}' if name is view.ID else f'/{name}'
+                           for name in pattern)
+            routes.add((path, method.lower()))
+        self.assertEqual(described, routes)
+
+
+class CursorTests(unittest.TestCase):
+
+    def test_round_trip(self):
+        for cursor in (42, 2 ** 62, 'x', (3, 'a')):
+            self.assertEqual(
+                endpoints.decodeCursor(endpoints.encodeCursor(cursor)),
+                cursor)
+
+    def test_garbage_is_400(self):
+        for token in ('!', 'bnVsbA', 'e30', 'dHJ1ZQ'):  # null, {}, true
+            with self.assertRaises(APIError) as caught:
+                endpoints.decodeCursor(token)
+            self.assertEqual(caught.exception.status, 400, token)
+
+
+class FakeService:
+    """Records what listJobs is asked; takes the Jobs tab's search."""
+
+    def __init__(self):
+        self.asked = []
+
+    def listJobs(self, status=None, task=None, start=0, size=None,
+                 reverse=False, after=None, sort=None, createdAfter=None,
+                 createdBefore=None):
+        self.asked.append(dict(sort=sort, createdAfter=createdAfter,
+                               createdBefore=createdBefore))
+        return []
+
+    def countJobs(self, status=None, task=None, createdAfter=None,
+                  createdBefore=None):
+        return 0
+
+
+class OldService(FakeService):
+
+    def listJobs(self, status=None, task=None, start=0, size=None,
+                 reverse=False, after=None):
+        return []
+
+
+class Call:
+
+    def __init__(self, service, query):
+        self.service = self.raw = service
+        self.query = query
+
+
+class SearchTests(unittest.TestCase):
+
+    def test_passed_on_only_when_given(self):
+        service = FakeService()
+        endpoints.listJobs(Call(service, {}))
+        endpoints.listJobs(Call(service, {
+            'sort': 'task', 'createdAfter': '2024-01-01',
+            'createdBefore': '2024-02-01T12:00:00+01:00'}))
+        utc = datetime.timezone.utc
+        self.assertEqual(service.asked, [
+            dict(sort=None, createdAfter=None, createdBefore=None),
+            dict(sort='task',
+                 createdAfter=datetime.datetime(2024, 1, 1, tzinfo=utc),
+                 createdBefore=datetime.datetime(2024, 2, 1, 11,
+                                                 tzinfo=utc))])
+
+    def test_a_service_without_search_says_so(self):
+        endpoints.listJobs(Call(OldService(), {'status': 'queued'}))
+        for name in ('sort', 'createdAfter'):
+            with self.assertRaises(APIError) as caught:
+                endpoints.listJobs(Call(OldService(), {
+                    name: '2024-01-01'}))
+            self.assertEqual(caught.exception.status, 400)
+            self.assertIn('this service cannot list jobs by',
+                          caught.exception.detail)
+
+
+class DataTests(unittest.TestCase):
+
+    def test_deep_data_is_noted_not_sent(self):
+        deep = []
+        for i in range(200):
+            deep = [deep]
+        self.assertEqual(data.safely(deep), {
+            'unreadable': 'nested deeper than 100 levels'})
+
+    def test_floats_json_cannot_write(self):
+        self.assertEqual(data.jsonable([float('inf'), float('nan'), 1.5]),
+                         ['inf', 'nan', 1.5])
+
+
+def test_suite():
+    return unittest.TestSuite([
+        unittest.defaultTestLoader.loadTestsFromName(__name__),
+        doctest.DocTestSuite('lovely.remotetask.jsonapi.data'),
+        doctest.DocTestSuite('lovely.remotetask.app.apipath'),
+        doctest.DocTestSuite('lovely.remotetask.app.progress'),
+    ])
