@@ -470,6 +470,15 @@ def serviceNames():
         return sorted(proc.name for proc, thread in _registry.values())
 
 
+def processorStates(db=None):
+    """``(name, alive)`` of this process's processors (of ``db`` only,
+    if given): is each one's thread alive?  (For health checks.)"""
+    with _registryLock:
+        return sorted((proc.name, thread.is_alive())
+                      for (each, oid), (proc, thread) in _registry.items()
+                      if db is None or each is db)
+
+
 def isRunning(db, oid):
     entry = _registry.get((db, oid))
     return entry is not None and entry[1].is_alive()
