@@ -479,6 +479,18 @@ def processorStates(db=None):
                       if db is None or each is db)
 
 
+def workerOfThread(name):
+    """The worker id of the processor a thread of this process belongs
+    to (see the module doc for the thread names), or None."""
+    name = name.split(':', 1)[1] if name.startswith(('job-', 'leases:')) \
+        else name
+    with _registryLock:
+        for proc, thread in _registry.values():
+            if proc.name == name:
+                return proc.workerId
+    return None
+
+
 def isRunning(db, oid):
     entry = _registry.get((db, oid))
     return entry is not None and entry[1].is_alive()
@@ -513,6 +525,23 @@ def _wakeAfterCommit(committed, keys):
         # Other processes on RelStorage (ZEO tells them by itself).
         for db in {db for db, oid in keys}:
             pgnotify.notify(db)
+
+
+#: Connections a processor may hold at once besides its job threads:
+#: its claims, its lease keeper, its heartbeat, the wake-up watch.
+CONNECTIONS_PER_PROCESSOR = 4
+
+
+def fitPool(db, size):
+    """Let the connection pool of ``db`` keep ``size`` connections.
+
+    ZODB logs a warning for every connection opened beyond its pool
+    size (``pool-size`` of ``<zodb>``, default 7): a worker with
+    ``--threads 4`` on two services needs more.  A larger pool size
+    configured stays.
+    """
+    if db.getPoolSize() < size:
+        db.setPoolSize(size)
 
 
 def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
@@ -563,6 +592,8 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
                              'restarted' if oid in started else 'processing',
                              name, threads)
                 started[oid] = name
+            fitPool(db, len(started) * (threads + CONNECTIONS_PER_PROCESSOR)
+                    + 1)
             stopEvent.wait(rescan)
     finally:
         for oid in started:
