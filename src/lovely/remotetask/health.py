@@ -188,7 +188,13 @@ class HealthPage:
         return self, ()
 
     def __call__(self):
-        status, body = check(self.kind, self.context._p_jar.db())
+        status, body = check(self.kind, database(self.context))
         self.request.response.setStatus(int(status.split()[0]))
         self.request.response.setHeader('Content-Type', CONTENT_TYPE)
         return body
+
+
+def database(context):
+    """The database of a (security proxied) persistent object."""
+    from zope.security.proxy import removeSecurityProxy
+    return removeSecurityProxy(context)._p_jar.db()

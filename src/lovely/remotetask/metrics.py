@@ -237,6 +237,12 @@ class MetricsPage:
         self.request = request
 
     def __call__(self):
-        body = exposition(self.context._p_jar.db())
+        body = exposition(database(self.context))
         self.request.response.setHeader('Content-Type', CONTENT_TYPE)
         return body
+
+
+def database(context):
+    """The database of a (security proxied) persistent object."""
+    from zope.security.proxy import removeSecurityProxy
+    return removeSecurityProxy(context)._p_jar.db()

@@ -205,4 +205,3 @@ def test_suite():
     return unittest.TestSuite([
         loader.loadTestsFromTestCase(case) for case in (
             ExampleTaskTests, DatabaseExampleTests, LogFormatTests)])
-
