@@ -46,4 +46,6 @@ def test_suite():
             'browser/workers.rst',
             'xmlrpc.rst', package='lovely.remotetask', setUp=setUp,
             tearDown=tearDown),
+        testing.FunctionalDocFileSuite('health.rst',
+                                       package='lovely.remotetask'),
     ])
