@@ -1,6 +1,7 @@
 """The generated zope.conf and site.zcml do what their comments say."""
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -87,6 +88,43 @@ class ExampleTaskTests(InTemporaryDirectory):
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertEqual(result.stdout.strip().splitlines()[-1],
                          "{'greeting': 'Hello, you!'}")
+
+
+    def test_a_script_adds_jobs_of_the_tasks_of_site_zcml(self):
+        # docs/scaleout.rst, "Adding jobs from a script".
+        from lovely.remotetask.app.tests.test_server import makeInstance
+        script = os.path.join(os.path.dirname(__file__), *[os.pardir] * 5,
+                              'docs', 'addjobs.py')
+        if not os.path.exists(script):  # pragma: no cover
+            self.skipTest('docs/ is not installed')
+        with open('var/zope.conf') as f:
+            text = f.read()
+        with open('var/zope.conf', 'w') as f:
+            f.write(uncomment(text, r'path \.'))
+        makeInstance('.', 0)   # the service ``tasks``
+        result = subprocess.run(
+            [sys.executable, '-P', script, 'var/zope.conf', 'hello', '3'],
+            capture_output=True, text=True, env=environment(), timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        line = result.stdout.strip().splitlines()[-1]
+        self.assertTrue(line.startswith('Added 3 hello job(s): '), line)
+        ids = [int(i) for i in line.split(': ')[1].split()]
+        import ZODB
+        from ZODB.FileStorage import FileStorage
+        db = ZODB.DB(FileStorage('var/Data.fs', read_only=True))
+        try:
+            service = db.open().root()['Application']['tasks']
+            self.assertEqual(
+                [(service.getStatus(i), service.jobs[i].task) for i in ids],
+                [('queued', 'hello')] * 3)
+        finally:
+            db.close()
+        # A task that site.zcml does not register is refused.
+        result = subprocess.run(
+            [sys.executable, '-P', script, 'var/zope.conf', 'nosuch'],
+            capture_output=True, text=True, env=environment(), timeout=120)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn('UnknownTask', result.stderr)
 
 
 class DatabaseExampleTests(InTemporaryDirectory):
