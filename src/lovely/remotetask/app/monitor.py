@@ -67,3 +67,6 @@ class MonitorServer:
     def close(self):
         self.server.close()
         self.thread.join(5.0)
+        # Its request threads (run() ends them too, once its loop sees
+        # the server closed).
+        self.server.task_dispatcher.shutdown()

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 from lovely.remotetask.app import instance
 from lovely.remotetask.app import logformat
@@ -97,6 +98,11 @@ class ExampleTaskTests(InTemporaryDirectory):
                               'docs', 'addjobs.py')
         if not os.path.exists(script):  # pragma: no cover
             self.skipTest('docs/ is not installed')
+        with open(script) as f:
+            code = f.read()
+        with open(os.path.join(os.path.dirname(script), 'scaleout.rst')) as f:
+            # The documentation shows the script as it is.
+            self.assertIn(textwrap.indent(code, '    ', str.strip), f.read())
         with open('var/zope.conf') as f:
             text = f.read()
         with open('var/zope.conf', 'w') as f:
