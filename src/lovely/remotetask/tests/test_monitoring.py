@@ -13,7 +13,6 @@ import subprocess
 import sys
 import unittest
 
-import transaction
 import zope.component
 from prometheus_client.parser import text_string_to_metric_families
 

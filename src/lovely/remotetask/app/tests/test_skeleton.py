@@ -90,7 +90,6 @@ class ExampleTaskTests(InTemporaryDirectory):
         self.assertEqual(result.stdout.strip().splitlines()[-1],
                          "{'greeting': 'Hello, you!'}")
 
-
     def test_a_script_adds_jobs_of_the_tasks_of_site_zcml(self):
         # docs/scaleout.rst, "Adding jobs from a script".
         from lovely.remotetask.app.tests.test_server import makeInstance
