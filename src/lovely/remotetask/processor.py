@@ -577,6 +577,10 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
             finally:
                 conn.transaction_manager.abort()
                 conn.close()
+            # Before the processors open their connections.
+            processors = len(set(started) | {oid for name, oid in found})
+            fitPool(db, processors * (threads + CONNECTIONS_PER_PROCESSOR)
+                    + 1)
             for name, oid in found:
                 # The loop of a processor claims for all its threads: the
                 # partition spreads the claims of concurrent processes.
@@ -592,8 +596,6 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
                              'restarted' if oid in started else 'processing',
                              name, threads)
                 started[oid] = name
-            fitPool(db, len(started) * (threads + CONNECTIONS_PER_PROCESSOR)
-                    + 1)
             stopEvent.wait(rescan)
     finally:
         for oid in started:
