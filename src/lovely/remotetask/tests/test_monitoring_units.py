@@ -210,6 +210,41 @@ class HealthTests(WithDatabase):
         self.assertIsNone(processor.workerOfThread('MainThread'))
 
 
+class LogContextTests(WithDatabase):
+
+    def test_a_task_logs_with_its_job_task_and_worker(self):
+        import logging
+        from zope.interface import alsoProvides
+        from lovely.remotetask.app.logformat import JSONFormatter
+        from lovely.remotetask.interfaces import ITask
+        lines = []
+
+        class Capture(logging.Handler):
+            def emit(self, record):
+                lines.append(JSONFormatter().format(record))
+        logger = logging.getLogger('myapp.tasks')
+        handler = Capture()
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        logger.setLevel(logging.INFO)
+        self.addCleanup(logger.setLevel, logging.NOTSET)
+
+        def resize(service, jobid, input):
+            logger.info('resizing %s', input)
+            return input
+        alsoProvides(resize, ITask)
+        zope.component.provideUtility(resize, ITask, 'resize')
+        jobid = self.service.add('resize', 'cat.png')
+        self.service.startProcessing()
+        self.tm.commit()
+        waitFor(lambda: lines, 30, message='the task to log')
+        [(proc, thread)] = processor._registry.values()
+        self.assertEqual(json.loads(lines[0]), {
+            'time': json.loads(lines[0])['time'], 'level': 'INFO',
+            'logger': 'myapp.tasks', 'message': 'resizing cat.png',
+            'job': jobid, 'task': 'resize', 'worker': proc.workerId})
+
+
 class MonitorAppTests(WithDatabase):
 
     def test_metrics_health_and_nothing_else(self):
