@@ -68,6 +68,8 @@ setup(
         'z3c.batching',
         'zope.browserresource',
         'waitress',
+        # /metrics: the exposition format and its parser (metrics.py).
+        'prometheus_client',
     ],
     extras_require={
         'test': TESTS_REQUIRE,

@@ -110,6 +110,7 @@ class JobParticipation:
     """The participation of a job's run: its principal and its job."""
 
     interaction = None
+    task = None
 
     def __init__(self, principal, service, jobid):
         self.principal = principal
@@ -130,6 +131,7 @@ def runningAs(service, job):
         management.endInteraction()
     participation = JobParticipation(principalFor(service, job), service,
                                      job.id)
+    participation.task = job.task   # for the log (app/logformat.py)
     management.newInteraction(participation)
     try:
         yield participation

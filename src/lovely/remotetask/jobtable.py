@@ -57,6 +57,7 @@ from BTrees.IOBTree import IOBTree
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
+from lovely.remotetask import events
 from lovely.remotetask import interfaces
 from lovely.remotetask import timeset
 from lovely.remotetask import uniqueness
@@ -157,6 +158,7 @@ class JobTable:
             self._taskCounts[job.task] = Length()
         byTask.add(job.id)
         self._taskCounts[job.task].change(1)
+        events.afterCommit(self, events.JobEnqueued(self, job))
 
     def _newest(self, status, limit=None):
         """The ids of up to ``limit`` (None: all) jobs in ``status``, the

@@ -470,6 +470,27 @@ def serviceNames():
         return sorted(proc.name for proc, thread in _registry.values())
 
 
+def processorStates(db=None):
+    """``(name, alive)`` of this process's processors (of ``db`` only,
+    if given): is each one's thread alive?  (For health checks.)"""
+    with _registryLock:
+        return sorted((proc.name, thread.is_alive())
+                      for (each, oid), (proc, thread) in _registry.items()
+                      if db is None or each is db)
+
+
+def workerOfThread(name):
+    """The worker id of the processor a thread of this process belongs
+    to (see the module doc for the thread names), or None."""
+    name = name.split(':', 1)[1] if name.startswith(('job-', 'leases:')) \
+        else name
+    with _registryLock:
+        for proc, thread in _registry.values():
+            if proc.name == name:
+                return proc.workerId
+    return None
+
+
 def isRunning(db, oid):
     entry = _registry.get((db, oid))
     return entry is not None and entry[1].is_alive()
@@ -506,6 +527,23 @@ def _wakeAfterCommit(committed, keys):
             pgnotify.notify(db)
 
 
+#: Connections a processor may hold at once besides its job threads:
+#: its claims, its lease keeper, its heartbeat, the wake-up watch.
+CONNECTIONS_PER_PROCESSOR = 4
+
+
+def fitPool(db, size):
+    """Let the connection pool of ``db`` keep ``size`` connections.
+
+    ZODB logs a warning for every connection opened beyond its pool
+    size (``pool-size`` of ``<zodb>``, default 7): a worker with
+    ``--threads 4`` on two services needs more.  A larger pool size
+    configured stays.
+    """
+    if db.getPoolSize() < size:
+        db.setPoolSize(size)
+
+
 def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
               rescan=30.0, timeout=30.0):
     """Process the task services named by ``services`` until ``stop``.
@@ -527,7 +565,8 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
     first = True
     try:
         while not stopEvent.is_set():
-            conn = db.open(transaction_manager=transaction.TransactionManager())
+            conn = db.open(
+                transaction_manager=transaction.TransactionManager())
             try:
                 root = conn.root().get(ZopePublication.root_name)
                 # Services may appear later: say so once, then quietly.
@@ -539,6 +578,10 @@ def runWorker(db, services='*@*', threads=1, stop=None, waitTime=0.5,
             finally:
                 conn.transaction_manager.abort()
                 conn.close()
+            # Before the processors open their connections.
+            processors = len(set(started) | {oid for name, oid in found})
+            fitPool(db, processors * (threads + CONNECTIONS_PER_PROCESSOR)
+                    + 1)
             for name, oid in found:
                 # The loop of a processor claims for all its threads: the
                 # partition spreads the claims of concurrent processes.

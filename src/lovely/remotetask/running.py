@@ -18,6 +18,7 @@ from transaction._transaction import Status as TxStatus
 from transaction.interfaces import TransientError
 from zope.component.hooks import setSite
 
+from lovely.remotetask import events
 from lovely.remotetask import interfaces
 from lovely.remotetask import storagefaults
 from lovely.remotetask.interaction import runningAs
@@ -134,6 +135,7 @@ class JobRunner:
                 tm.commit()
             except TransientError as error:
                 tm.abort()
+                events.notify(events.ConflictRetried(service))
                 log.info('%s: a group of %d jobs conflicted (%s); running '
                          'them one by one', self.workerId, len(jobids),
                          error.__class__.__name__)
@@ -251,6 +253,7 @@ class JobRunner:
                         return
                     conflicts += 1
                     if conflicts <= service.maxConflictRetries:
+                        events.notify(events.ConflictRetried(service))
                         log.info('Job %s: conflict (%s), running it again',
                                  jobid, error.__class__.__name__)
                         continue

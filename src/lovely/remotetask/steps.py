@@ -31,7 +31,7 @@ import datetime
 import logging
 import math
 
-
+from lovely.remotetask import events
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
@@ -114,6 +114,7 @@ class ProcessingSteps:
         return Lease(worker, now + datetime.timedelta(seconds=self.leaseTime))
 
     def _start(self, job, worker, now, lease=None):
+        events.afterCommit(self, events.JobStarted(self, job, now))
         self._setStatus(job, PROCESSING)
         job.attempts += 1
         job.started = now
@@ -143,6 +144,7 @@ class ProcessingSteps:
         job.completed = now
         history.recordAttempt(job, history.COMPLETED, now)
         job.lease = None
+        events.afterCommit(self, events.JobCompleted(self, job, now))
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
         else:
@@ -175,6 +177,8 @@ class ProcessingSteps:
             self._log(logging.ERROR,
                       'Cron job %s (%r) failed: %s; next run at %s',
                       job.id, job.task, message, job.due)
+            events.afterCommit(
+                self, events.JobFailed(self, job, 'rescheduled'))
             return 'rescheduled'
         if retry and job.attempts <= retries:
             # The traceback of a repeated attempt is logged now: the job
@@ -197,6 +201,7 @@ class ProcessingSteps:
                       'Job %s (%r): %s failed, repeating it%s: %s',
                       job.id, job.task, attempt,
                       f' in {delay:g} s' if delay else '', message)
+            events.afterCommit(self, events.JobFailed(self, job, 'retry'))
             return 'retry'
         self._setStatus(job, ERROR)
         job.completed = now
@@ -204,6 +209,7 @@ class ProcessingSteps:
         # The job keeps the message and the traceback; the log says where.
         self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
                   job.task, attempt if retry else 'not repeated', message)
+        events.afterCommit(self, events.JobFailed(self, job, 'error'))
         return 'error'
 
     def recover(self, now=None, dead=()):
@@ -237,6 +243,7 @@ class ProcessingSteps:
                 why = f'its lease expired at {job.leaseExpires or now}'
             self.fail(job, f'WorkerLost: worker {worker} lost ({why})', None,
                       now)
+            events.afterCommit(self, events.LeaseRecovered(self, job))
             lost.append(jobid)
         return lost
 

@@ -25,6 +25,8 @@ SKEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'skel')
 FILES = (
     ('zope.conf.in', 'zope.conf'),
     ('site.zcml.in', 'site.zcml'),
+    # An example task module to copy (see zope.conf: path).
+    ('mytasks.py.in', 'mytasks.py.example'),
 )
 
 

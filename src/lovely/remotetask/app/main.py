@@ -108,6 +108,14 @@ def make_parser():
         default=DEFAULT_POLL_INTERVAL,
         help='how often an idle worker looks for new jobs: commits of '
              'other processes cannot wake it (default: %(default)s)')
+    worker.add_argument(
+        '--metrics-port', type=int, default=None, metavar='PORT',
+        help='answer /metrics and /health on this port (0 picks a free '
+             'one; default: none)')
+    worker.add_argument(
+        '--metrics-host', default=DEFAULT_HOST, metavar='HOST',
+        help='the address of --metrics-port; whoever reaches it reads '
+             'the metrics, without a login (default: %(default)s)')
     worker.set_defaults(func=worker_command)
     cli.addCommands(commands)
     return parser
@@ -284,6 +292,12 @@ def worker_command(args):
         instance.check_private(instance.DEFAULT_VAR)
     logger.info('Processing services %s with %d thread(s)',
                 args.services, args.threads)
+    monitor = None
+    if args.metrics_port is not None:
+        monitor = _startMonitor(db, args.metrics_host, args.metrics_port)
+        if monitor is None:
+            close_databases(db)
+            return 1
     stop = threading.Event()
 
     def stopSoon():
@@ -298,5 +312,26 @@ def worker_command(args):
         finally:
             signals.stopping()
             stop.set()
+            if monitor is not None:
+                monitor.close()
             close_databases(db)
     return 0
+
+
+def _startMonitor(db, host, port):
+    """The monitoring server of a worker (app/monitor.py), or None."""
+    from lovely.remotetask.app.monitor import MonitorServer
+    try:
+        monitor = MonitorServer(db, host, port)
+    except (OSError, ValueError) as e:
+        logger.error('Cannot listen on %s:%s: %s', host, port, e)
+        return None
+    if host not in LOOPBACK:
+        logger.warning(
+            'Metrics and health on %s: other machines can read them '
+            '(no login).', host)
+    host, port = monitor.address
+    host = f'[{host}]' if ':' in host else host
+    print(f'Metrics on http://{host}:{port}/metrics', flush=True)
+    logger.info('Metrics and health on %s:%s', host, port)
+    return monitor.start()

@@ -25,6 +25,13 @@ They are keys of ``<product-config lovely.remotetask.app>``::
 ``max-request-body``
     The largest request body accepted (bytes; ``KB``, ``MB``, ``GB``
     suffixes); larger ones are answered 413.  Default 10MB.
+
+``health-public``
+    ``on`` (the default): ``/health``, ``/health/live`` and
+    ``/health/ready`` answer without a login (they tell up or down and
+    the version, nothing else; see ``lovely.remotetask.health``).
+    ``off``: they ask for a login with the permission
+    ``lovely.remotetask.Monitor``, as ``/metrics`` always does.
 """
 import re
 from typing import NamedTuple
@@ -52,6 +59,7 @@ class Settings(NamedTuple):
     public_url: Optional[str] = None
     virtual_hosting: bool = False
     max_request_body: int = DEFAULT_MAX_REQUEST_BODY
+    health_public: bool = True
 
 
 def size(text):
@@ -77,18 +85,23 @@ def parse(config):
         if origin is None:
             raise InvalidSetting(
                 f'public-url: {url!r} is not an http(s) URL')
-    switch = (config.get('virtual-hosting') or 'off').strip().lower()
-    if switch not in SWITCH:
-        raise InvalidSetting(
-            f'virtual-hosting: {switch!r} is neither on nor off')
-    virtual_hosting = SWITCH[switch]
+    virtual_hosting = switch(config, 'virtual-hosting', 'off')
+    health_public = switch(config, 'health-public', 'on')
     if virtual_hosting and origin is None:
         raise InvalidSetting(
             'virtual-hosting on needs public-url: the address the proxy '
             'serves the site at')
     limit = config.get('max-request-body')
     limit = DEFAULT_MAX_REQUEST_BODY if not limit else size(limit)
-    return Settings(origin, url, virtual_hosting, limit)
+    return Settings(origin, url, virtual_hosting, limit, health_public)
+
+
+def switch(config, key, default):
+    """An on/off setting."""
+    value = (config.get(key) or default).strip().lower()
+    if value not in SWITCH:
+        raise InvalidSetting(f'{key}: {value!r} is neither on nor off')
+    return SWITCH[value]
 
 
 def load():

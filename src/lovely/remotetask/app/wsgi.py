@@ -41,6 +41,7 @@ from lovely.remotetask.app.guards import DropCookies
 from lovely.remotetask.app.guards import RejectMalformedCredentials
 from lovely.remotetask.app.guards import SecurityHeaders
 from lovely.remotetask.app.guards import VirtualHostGuard
+from lovely.remotetask.health import HealthCheck
 
 
 logger = logging.getLogger('lovely.remotetask.app')
@@ -88,13 +89,17 @@ def make_app(configfile=None, environ=None, tell=None):
         raise
     for line in credentials.describe(admin):
         (tell or _print)(line)
-    return protect(application, settings)
+    return protect(application, settings, database=db)
 
 
-def protect(application, settings=web.Settings(), check=check_password):
+def protect(application, settings=web.Settings(), check=check_password,
+            database=None):
     """The publisher ``application`` with the guards (see the module).
 
     ``check(login, password)`` tells whether credentials are right.
+    With ``health-public`` on (``settings``), ``/health`` answers
+    without a login, before the guards that ask for one (it reads
+    ``database``, by default the one ``make_app`` opened).
     """
     tokens = csrf.Tokens()
     application = csrf.CSRFTokens(application, tokens)
@@ -107,6 +112,8 @@ def protect(application, settings=web.Settings(), check=check_password):
     application = VirtualHostGuard(application, settings)
     application = DropCookies(application)
     application = JSONErrors(application)
+    if settings.health_public:
+        application = HealthCheck(application, database or globalDatabase)
     return SecurityHeaders(application)
 
 
@@ -117,6 +124,9 @@ def _print(line):
 def database():
     """The main database opened by ``make_app``."""
     return zope.component.getUtility(IDatabase)
+
+
+globalDatabase = database
 
 
 def app_factory(global_conf, config_file=None, **local_conf):

@@ -39,6 +39,7 @@ def test_suite():
         '../service.rst', '../processor.rst', '../cron.rst',
         '../startup.rst', '../interaction.rst', '../audit.rst',
         '../workers.rst', '../jobcontrol.rst', '../retry.rst',
+        '../metrics.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
     # docs/guarantees.rst, in a checkout (an installed package has no docs/).
     guarantees = os.path.join(os.path.dirname(__file__), os.pardir,

@@ -47,4 +47,6 @@ def test_suite():
             'xmlrpc.rst', 'jsonapi/README.rst', package='lovely.remotetask',
             setUp=setUp,
             tearDown=tearDown),
+        testing.FunctionalDocFileSuite('health.rst',
+                                       package='lovely.remotetask'),
     ])

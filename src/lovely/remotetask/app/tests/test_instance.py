@@ -20,14 +20,16 @@ class InstanceTests(InTemporaryDirectory):
 
     def test_make_writes_a_private_directory_and_the_files(self):
         written = instance.make()
-        self.assertEqual(written, ['var/zope.conf', 'var/site.zcml'])
+        self.assertEqual(written, ['var/zope.conf', 'var/site.zcml',
+                                   'var/mytasks.py.example'])
         self.assertEqual(stat.S_IMODE(os.stat('var').st_mode), 0o700)
 
     def test_make_never_overwrites(self):
         os.mkdir('var')
         with open('var/zope.conf', 'w') as f:
             f.write('mine')
-        self.assertEqual(instance.make(), ['var/site.zcml'])
+        self.assertEqual(instance.make(), ['var/site.zcml',
+                                           'var/mytasks.py.example'])
         with open('var/zope.conf') as f:
             self.assertEqual(f.read(), 'mine')
         self.assertEqual(instance.make(), [])

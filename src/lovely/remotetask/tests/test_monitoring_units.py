@@ -1,0 +1,340 @@
+"""Edge cases of events, metrics, health checks and the worker's
+monitoring address (the narrative is in health.rst and metrics.rst)."""
+import json
+import os
+import re
+import threading
+import unittest
+
+import transaction
+import webtest
+import ZODB
+import zope.component
+import zope.component.testing
+from prometheus_client.parser import text_string_to_metric_families
+from ZODB.DemoStorage import DemoStorage
+
+from lovely.remotetask import events
+from lovely.remotetask import health
+from lovely.remotetask import metrics
+from lovely.remotetask import processor
+from lovely.remotetask.app import monitor
+from lovely.remotetask.app import settings
+from lovely.remotetask.service import TaskService
+from lovely.remotetask.tests.faultsupport import waitFor
+
+
+DASHBOARD = os.path.join(os.path.dirname(__file__), *[os.pardir] * 4,
+                         'docs', 'grafana-dashboard.json')
+
+
+class WithDatabase(unittest.TestCase):
+
+    def setUp(self):
+        zope.component.testing.setUp()
+        from zope.site.folder import rootFolder
+        self.db = ZODB.DB(DemoStorage())
+        self.tm = transaction.TransactionManager()
+        self.conn = self.db.open(transaction_manager=self.tm)
+        self.conn.root()['Application'] = app = rootFolder()
+        app['tasks'] = self.service = TaskService()
+        self.tm.commit()
+        metrics.reset()
+        from lovely.remotetask import task
+        from lovely.remotetask.interfaces import ITask
+        zope.component.provideUtility(task.echo, ITask, 'echo')
+
+    def tearDown(self):
+        metrics.reset()
+        processor.stopAll(db=self.db)
+        self.tm.abort()
+        self.conn.close()
+        self.db.close()
+        zope.component.testing.tearDown()
+
+    def names(self):
+        text = metrics.exposition(self.db).decode()
+        return {sample.name
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples}
+
+
+class EventTests(WithDatabase):
+
+    def test_a_listener_that_raises_fails_nothing(self):
+        seen = []
+
+        @zope.component.adapter(events.IJobEnqueued)
+        def broken(event):
+            seen.append(event)
+            raise RuntimeError('listener bug')
+        zope.component.provideHandler(broken)
+        with self.assertLogs('lovely.remotetask', 'ERROR') as logged:
+            jobid = self.service.add('echo', None)
+            self.tm.commit()
+        self.assertEqual([event.jobid for event in seen], [jobid])
+        self.assertIn('A listener failed', logged.output[0])
+        self.assertEqual(self.service.getStatus(jobid), 'queued')
+
+    def test_events_of_an_aborted_transaction_are_not_delivered(self):
+        seen = []
+        zope.component.provideHandler(seen.append, [events.IJobEvent])
+        self.service.add('echo', None)
+        self.tm.abort()
+        self.assertEqual(seen, [])
+
+    def test_one_hook_per_transaction(self):
+        seen = []
+        zope.component.provideHandler(seen.append, [events.IJobEnqueued])
+        for n in range(5):
+            self.service.add('echo', n)
+        txn = self.tm.get()
+        hooks = [hook for hook, args, kws in txn.getAfterCommitHooks()
+                 if hook is events._deliver]
+        self.assertEqual(len(hooks), 1)
+        self.tm.commit()
+        self.assertEqual(len(seen), 5)
+        self.assertEqual({event.service for event in seen}, {'@tasks'})
+
+    def test_ready_since(self):
+        import datetime
+        jobid = self.service.add('echo', None)
+        job = self.service.jobs[jobid]
+        self.assertEqual(events.readySince(job), job.created)
+        due = job.created + datetime.timedelta(seconds=30)
+        job.due = due
+        self.assertEqual(events.readySince(job), due)
+        later = self.service.add('echo', None, startLater=True)
+        self.assertIsNone(events.readySince(self.service.jobs[later]))
+
+
+class MetricsTests(WithDatabase):
+
+    def test_the_dashboard_uses_metrics_that_exist(self):
+        if not os.path.exists(DASHBOARD):  # pragma: no cover
+            self.skipTest('docs/ is not installed')
+        with open(DASHBOARD) as f:
+            dashboard = json.load(f)
+        used = set()
+        for panel in dashboard['panels']:
+            for target in panel['targets']:
+                used.update(re.findall(r'remotetask_\w+', target['expr']))
+        # Histograms and counters show up once observed.
+        zope.component.provideHandler(metrics.observeJob)
+        zope.component.provideHandler(metrics.observeConflict)
+        self.service.retryDelay = 0
+        self.service.add('echo', None)
+        self.tm.commit()
+        proc = processor.SimpleProcessor(self.db, self.service._p_oid)
+        proc.step()
+        proc.stop()
+        events.notify(events.ConflictRetried(self.service))
+        metrics.RECOVERED.labels('@tasks')
+        metrics.FAILED.labels('@tasks', 'echo')
+        metrics.RETRIED.labels('@tasks', 'echo')
+        missing = used - self.names()
+        self.assertEqual(missing, set())
+
+    def test_no_database(self):
+        names = {sample.name for family in text_string_to_metric_families(
+            metrics.exposition().decode()) for sample in family.samples}
+        self.assertIn('remotetask_info', names)
+        self.assertNotIn('remotetask_jobs', names)
+
+    def test_no_root_folder_yet(self):
+        db = ZODB.DB(DemoStorage())
+        try:
+            text = metrics.exposition(db).decode()
+        finally:
+            db.close()
+        self.assertNotIn('remotetask_jobs{', text)
+
+
+class HealthTests(WithDatabase):
+
+    def test_a_storage_that_raises_is_down(self):
+        class Broken:
+            class storage:
+                pass
+
+            def open(self, **kw):
+                raise OSError('no route to host')
+        with self.assertLogs('lovely.remotetask', 'INFO') as logged:
+            ready, body = health.readiness(Broken())
+        self.assertFalse(ready)
+        self.assertEqual(body['checks'], {'database': 'down'})
+        self.assertNotIn('route', json.dumps(body))
+        self.assertIn('no route to host', logged.output[0])
+
+    def test_a_storage_that_hangs_is_down_and_checked_once(self):
+        release = threading.Event()
+        opened = []
+
+        class Hanging:
+            class storage:
+                pass
+
+            def open(self, **kw):
+                opened.append(1)
+                release.wait(30)
+                raise OSError('gave up')
+        db = Hanging()
+        try:
+            self.assertFalse(health.readiness(db, timeout=0.05)[0])
+            # The first check still hangs: no second one starts.
+            self.assertFalse(health.readiness(db, timeout=0.05)[0])
+            self.assertEqual(len(opened), 1)
+        finally:
+            release.set()
+            waitFor(lambda: not health._probe._running, 30,
+                    message='the check to end')
+            for thread in threading.enumerate():
+                if thread.name == 'health-check':
+                    thread.join(30)
+
+    def test_processor_states(self):
+        self.assertEqual(processor.processorStates(self.db), [])
+        self.service.startProcessing()
+        self.tm.commit()
+        self.assertEqual(processor.processorStates(self.db),
+                         [('remotetasks.tasks', True)])
+        self.assertTrue(health.processorsUp(self.db))
+
+    def test_worker_of_thread(self):
+        self.service.startProcessing()
+        self.tm.commit()
+        [(proc, thread)] = processor._registry.values()
+        for name in (thread.name, f'job-12:{thread.name}',
+                     f'leases:{thread.name}'):
+            self.assertEqual(processor.workerOfThread(name), proc.workerId)
+        self.assertIsNone(processor.workerOfThread('MainThread'))
+
+
+class LogContextTests(WithDatabase):
+
+    def test_a_task_logs_with_its_job_task_and_worker(self):
+        import logging
+        from zope.interface import alsoProvides
+        from lovely.remotetask.app.logformat import JSONFormatter
+        from lovely.remotetask.interfaces import ITask
+        lines = []
+
+        class Capture(logging.Handler):
+            def emit(self, record):
+                lines.append(JSONFormatter().format(record))
+        logger = logging.getLogger('myapp.tasks')
+        handler = Capture()
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        logger.setLevel(logging.INFO)
+        self.addCleanup(logger.setLevel, logging.NOTSET)
+
+        def resize(service, jobid, input):
+            logger.info('resizing %s', input)
+            return input
+        alsoProvides(resize, ITask)
+        zope.component.provideUtility(resize, ITask, 'resize')
+        jobid = self.service.add('resize', 'cat.png')
+        self.service.startProcessing()
+        self.tm.commit()
+        waitFor(lambda: lines, 30, message='the task to log')
+        [(proc, thread)] = processor._registry.values()
+        self.assertEqual(json.loads(lines[0]), {
+            'time': json.loads(lines[0])['time'], 'level': 'INFO',
+            'logger': 'myapp.tasks', 'message': 'resizing cat.png',
+            'job': jobid, 'task': 'resize', 'worker': proc.workerId})
+
+
+class MonitorAppTests(WithDatabase):
+
+    def test_metrics_health_and_nothing_else(self):
+        app = webtest.TestApp(monitor.make_app(self.db))
+        response = app.get('/metrics')
+        self.assertEqual(response.content_type, 'text/plain')
+        self.assertIn(b'remotetask_jobs{service="@tasks",status="queued"}',
+                      response.body)
+        self.assertEqual(app.head('/metrics').body, b'')
+        app.get('/', status=404)
+        app.post('/metrics', status=404)
+        # No processor runs in this process: not ready.
+        self.assertEqual(app.get('/health', status=503).json['checks'],
+                         {'database': 'up', 'processors': 'down'})
+        self.assertEqual(app.get('/health/live').json['status'], 'up')
+
+    def test_server_on_a_free_port(self):
+        import urllib.request
+        server = monitor.MonitorServer(self.db, '127.0.0.1', 0).start()
+        try:
+            host, port = server.address
+            with urllib.request.urlopen(
+                    f'http://{host}:{port}/health/live', timeout=30) as r:
+                self.assertEqual(json.load(r)['status'], 'up')
+        finally:
+            server.close()
+
+
+class PoolTests(unittest.TestCase):
+
+    def test_the_pool_grows_to_the_threads_never_shrinks(self):
+        db = ZODB.DB(DemoStorage())
+        try:
+            self.assertEqual(db.getPoolSize(), 7)
+            processor.fitPool(db, 4 + processor.CONNECTIONS_PER_PROCESSOR)
+            self.assertEqual(db.getPoolSize(), 8)
+            processor.fitPool(db, 3)
+            self.assertEqual(db.getPoolSize(), 8)
+        finally:
+            db.close()
+
+    def test_a_worker_sizes_the_pool_to_its_threads(self):
+        from zope.site.folder import rootFolder
+        zope.component.testing.setUp()
+        self.addCleanup(zope.component.testing.tearDown)
+        db = ZODB.DB(DemoStorage())
+        self.addCleanup(db.close)
+        conn = db.open()
+        root = conn.root()
+        root['Application'] = app = rootFolder()
+        app['a'], app['b'] = TaskService(), TaskService()
+        transaction.commit()
+        conn.close()
+        stop = threading.Event()
+        worker = threading.Thread(target=processor.runWorker, args=(db,),
+                                  kwargs=dict(threads=4, stop=stop,
+                                              rescan=0.05, timeout=5))
+        worker.start()
+        expected = 2 * (4 + processor.CONNECTIONS_PER_PROCESSOR) + 1
+        try:
+            waitFor(lambda: db.getPoolSize() >= expected, 30,
+                    message='the pool to grow')
+        finally:
+            stop.set()
+            worker.join(30)
+        self.assertEqual(db.getPoolSize(), expected)
+
+
+class SettingsTests(unittest.TestCase):
+
+    def test_health_public(self):
+        self.assertTrue(settings.parse({}).health_public)
+        self.assertFalse(settings.parse(
+            {'health-public': 'off'}).health_public)
+        with self.assertRaises(settings.InvalidSetting) as e:
+            settings.parse({'health-public': 'maybe'})
+        self.assertIn('health-public', str(e.exception))
+
+    def test_the_guard_only_when_public(self):
+        from lovely.remotetask.app.wsgi import protect
+
+        def inner(environ, start_response):
+            start_response('299 Inner', [])
+            return [b'']
+
+        def find(app):
+            while app is not None:
+                if isinstance(app, health.HealthCheck):
+                    return app
+                app = getattr(app, 'application', None)
+        self.assertIsNotNone(find(protect(inner, settings.Settings())))
+        self.assertIsNone(find(protect(
+            inner, settings.Settings(health_public=False))))
