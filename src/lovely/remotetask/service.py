@@ -6,7 +6,9 @@ structures it keeps its jobs in, and how they behave under concurrent
 transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
 ``processor.py``, the registry of the workers and the cluster's pause
-flag in ``workers.py``.  ``_audit`` (see audit.py) records who
+flag in ``workers.py``, priorities in ``priorities.py``, the limits of
+tasks in ``tasklimits.py``, the lifetime of finished jobs in
+``retention.py``.  ``_audit`` (see audit.py) records who
 cancelled, cleaned, started and stopped.
 """
 import datetime
@@ -24,7 +26,10 @@ from zope.interface import implementer
 from lovely.remotetask import audit
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
+from lovely.remotetask import priorities
 from lovely.remotetask import processor
+from lovely.remotetask import retention
+from lovely.remotetask import tasklimits
 from lovely.remotetask.interaction import currentPrincipalId
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
@@ -64,6 +69,11 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     maxConflictRetries = 5
     leaseTime = 60.0
     maxDataSize = limits.MAX_DATA_SIZE
+    priorityAging = priorities.AGING
+    keepCompleted = None
+    keepFailed = None
+    #: Seconds between a processor's passes of ``applyRetention``.
+    retentionInterval = 10.0
 
     def __init__(self):
         super().__init__()
@@ -91,10 +101,11 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     # -- adding --------------------------------------------------------------
 
     def add(self, task, input=None, startLater=False, *, maxRetries=None,
-            retryDelay=None):
+            retryDelay=None, priority=priorities.DEFAULT):
         """See ITaskServiceManage."""
         self._getTask(task)
         limits.checkInput(self, input)
+        priorities.checkPriority(priority)
         if maxRetries is not None and (
                 isinstance(maxRetries, bool) or not isinstance(maxRetries, int)
                 or maxRetries < 0):
@@ -105,7 +116,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
                              f'{MAX_DELAY}, not {retryDelay!r}')
         job = Job(self._newId(), task, input,
                   status=STARTLATER if startLater else QUEUED,
-                  maxRetries=maxRetries, retryDelay=retryDelay)
+                  maxRetries=maxRetries, retryDelay=retryDelay,
+                  priority=priority)
         job.addedBy = currentPrincipalId()
         self._insert(job)
         if not startLater:
@@ -211,6 +223,41 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         now = now_(now)
         return (self._nextDue(now) is not None
                 or bool(self._readyKeys(now, 1)))
+
+    # -- limits and retention (see tasklimits.py, retention.py) -------------
+
+    def taskLimits(self, task):
+        """See ITaskServiceRead."""
+        return tasklimits.limitsOf(self, task)
+
+    def listTaskLimits(self):
+        """See ITaskServiceRead."""
+        names = set(self.getAvailableTasks()) | set(self._taskSettings)
+        return {task: dict(self.taskLimits(task),
+                           overridden=sorted(self._taskSettings.get(task, {})))
+                for task in sorted(names)}
+
+    def setTaskLimits(self, task, **limits):
+        """See ITaskServiceManage."""
+        return tasklimits.setLimits(self, task, limits)
+
+    def clearTaskLimits(self, task):
+        """See ITaskServiceManage."""
+        tasklimits.clearLimits(self, task)
+
+    def setRetention(self, keepCompleted=None, keepFailed=None):
+        """See ITaskServiceManage."""
+        completed = retention.parseRetention(keepCompleted, 'keepCompleted')
+        failed = retention.parseRetention(keepFailed, 'keepFailed')
+        self.keepCompleted, self.keepFailed = completed, failed
+
+    def heldBack(self, jobid):
+        """See ITaskServiceRead."""
+        return tasklimits.heldBack(self, self._job(jobid))
+
+    def applyRetention(self, now=None, limit=retention.BATCH):
+        """See ITaskServiceProcessing."""
+        return retention.applyRetention(self, now_(now), limit)
 
     # -- synchronous processing ----------------------------------------------
 
