@@ -138,6 +138,13 @@ def _ready(service, keys, now, size):
         yield key
 
 
+def _virtual(keys, priority, aging):
+    """``((virtual time, -priority, key), key)`` of ``keys``: sorted
+    so, the keys of several priorities merge in claim order."""
+    for key in keys:
+        yield (keySecond(key) - priority * aging, -priority, key), key
+
+
 def readyKeys(service, now, size, spread=1, partition=None):
     """Up to ``size`` keys of queued jobs that may run at ``now``.
 
@@ -152,11 +159,9 @@ def readyKeys(service, now, size, spread=1, partition=None):
         ready = _ready(service, used[0][1], now, size)
     else:
         aging = service.priorityAging
-        ready = (key for key, _ in heapq.merge(
-            *(((key, priority) for key in _ready(service, keys, now, size))
-              for priority, keys in used),
-            key=lambda item: (keySecond(item[0]) - item[1] * aging,
-                              -item[1], item[0])))
+        ready = (key for virtual, key in heapq.merge(
+            *(_virtual(_ready(service, keys, now, size), priority, aging)
+              for priority, keys in used)))
     ready = list(itertools.islice(ready, size * spread))
     if partition is not None and len(ready) > size:
         start = (partition % spread) * size
