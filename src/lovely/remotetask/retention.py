@@ -84,7 +84,7 @@ def formatRetention(value):
     if isinstance(value, int):
         return str(value)
     seconds = value.total_seconds()
-    for unit in 'wdhm':
+    for unit in 'dhm':
         if seconds % UNITS[unit] == 0:
             return f'{seconds // UNITS[unit]:.0f}{unit}'
     return f'{seconds:g}s'

@@ -272,7 +272,7 @@ def publishedMethods(cls, prefix=''):
 
 #: What ``getJob`` tells about a job.
 JOB_DATA = ('id', 'task', 'status', 'addedBy', 'created', 'started',
-            'completed', 'attempts', 'worker', 'error')
+            'completed', 'attempts', 'worker', 'error', 'priority')
 
 
 class TaskServiceAPI(XMLRPCView):
@@ -283,17 +283,25 @@ class TaskServiceAPI(XMLRPCView):
         """The names of the tasks jobs can be added for, sorted."""
         return sorted(self.context.getAvailableTasks())
 
-    @published('int', 'string', 'any', 'boolean', permission=MANAGE)
-    def add(self, task, input=None, startLater=False):
+    @published('int', 'string', 'any', 'boolean', 'int', permission=MANAGE)
+    def add(self, task, input=None, startLater=False, priority=5):
         """Add a job for `task` with `input`; return its id.
 
-        With `startLater` true the job waits for startJob(id).
+        With `startLater` true the job waits for startJob(id).  Due jobs
+        of a higher `priority` (0 to 9, default 5) run first.
         """
         _check('task', task, str)
         _check('startLater', startLater, bool)
+        _check('priority', priority, int)
         input = fromXMLRPC(input)
         with faults():
-            return self.context.add(task, input, startLater)
+            try:
+                return self.context.add(task, input, startLater,
+                                        priority=priority)
+            except ValueError as error:
+                if not str(error).startswith('priority'):
+                    raise
+                raise xmlrpc.client.Fault(FAULT_INVALID_PARAMS, str(error))
 
     @published('int', 'string', 'any', 'array', 'array', 'array', 'array',
                'array', 'double', permission=MANAGE)
@@ -360,11 +368,29 @@ class TaskServiceAPI(XMLRPCView):
     def getJob(self, jobid):
         """What is known about a job, without its input and output: id,
         task, status, addedBy (the principal who added it), created,
-        started, completed, attempts, worker, error; '' where not set."""
+        started, completed, attempts, worker, error, priority, heldBack
+        (why the task's limits hold the queued job back); '' where not
+        set."""
         _check('jobid', jobid, int)
         with faults():
-            job = removeSecurityProxy(self.context)._job(jobid)
-        return marshallable({name: getattr(job, name) for name in JOB_DATA})
+            service = removeSecurityProxy(self.context)
+            job = service._job(jobid)
+        data = {name: getattr(job, name) for name in JOB_DATA}
+        data['heldBack'] = service.heldBack(jobid)
+        return marshallable(data)
+
+    @published('struct', permission=VIEW)
+    def getTaskLimits(self):
+        """The limits of every task: a struct of task name to a struct of
+        maxConcurrent (int), rateLimit ([count, seconds]), keepCompleted
+        and keepFailed (a count, or a time as '7d', '12h'), '' where not
+        limited, and overridden (the names the service overrides)."""
+        from lovely.remotetask.retention import formatRetention
+        limits = removeSecurityProxy(self.context.listTaskLimits())
+        for values in limits.values():
+            for name in ('keepCompleted', 'keepFailed'):
+                values[name] = formatRetention(values[name])
+        return marshallable(limits)
 
     @published('array', permission=VIEW)
     def listWorkers(self):
