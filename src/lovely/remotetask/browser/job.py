@@ -170,6 +170,10 @@ class JobView(BrowserPage):
             return str(job.attempts)
         return f'{job.attempts} / {job.maxRetries + 1}'
 
+    def heldBack(self):
+        """Why the queued job waits for its task's limits, or None."""
+        return self.context.__parent__.heldBack(self.context.id)
+
     def schedule(self):
         """A cron job's schedule in one line; None for other jobs."""
         if ICronJob.providedBy(self.context):
