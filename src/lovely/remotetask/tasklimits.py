@@ -302,8 +302,9 @@ def claimReady(service, now, size, partition=None):
             take(service.jobs[keyId(key)], task)
     # Then the ready queues: a job whose task has no room is held back.
     limitedIds = {task: service._byTask.get(task) for task in limited}
-    for key in service._readyKeys(now, size - len(jobs) + HOLD_BATCH,
-                                  partition):
+    wanted = size - len(jobs)
+    for key in service._readyKeys(now, wanted + HOLD_BATCH, partition)\
+            if wanted else ():
         if len(jobs) >= size:
             break
         jobid = keyId(key)
