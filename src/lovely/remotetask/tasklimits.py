@@ -300,21 +300,31 @@ def claimReady(service, now, size, partition=None):
             if task in limited and room(task) <= 0:
                 break
             take(service.jobs[keyId(key)], task)
-    # Then the ready queues: a job whose task has no room is held back.
+    # Then the ready queues: a job whose task has no room is held back
+    # (out of the ready queue: the next round reads the keys after it).
     limitedIds = {task: service._byTask.get(task) for task in limited}
-    wanted = size - len(jobs)
-    for key in service._readyKeys(now, wanted + HOLD_BATCH, partition)\
-            if wanted else ():
-        if len(jobs) >= size:
+    held = 0
+    # Taken jobs leave the ready queue when they are started (after
+    # this): a later round skips them.
+    fromReady = set()
+    while len(jobs) < size and held < HOLD_BATCH:
+        heldBefore = held
+        for key in service._readyKeys(
+                now, size - len(jobs) + len(fromReady), partition):
+            jobid = keyId(key)
+            if jobid in fromReady:
+                continue
+            task = next((task for task, ids in limitedIds.items()
+                         if ids is not None and jobid in ids), None)
+            job = service.jobs[jobid]
+            if task is None or room(task) > 0:
+                take(job, task)
+                fromReady.add(jobid)
+            else:
+                _hold(service, job, task)
+                held += 1
+        if held == heldBefore:
             break
-        jobid = keyId(key)
-        task = next((task for task, ids in limitedIds.items()
-                     if ids is not None and jobid in ids), None)
-        job = service.jobs[jobid]
-        if task is None or room(task) > 0:
-            take(job, task)
-        else:
-            _hold(service, job, task)
     for task, count in taken.items():
         cap, rate = limited[task]
         gateFor(service, task).take(seconds, count, cap, rate)

@@ -219,6 +219,20 @@ class CapTests(JobControlCase):
         self.assertEqual(len(self.transact(
             lambda s: s.claimGroup('b', 5, later))), 1)
 
+    def test_held_jobs_are_moved_aside_once_in_bounded_batches(self):
+        self.addJobs(150, 1000, task='slow')
+        echo = self.addJobs(1, 5000)
+        claims = [self.transact(lambda s: [
+            job.id for job in s.claimGroup('w', 1, self.now)])
+            for i in range(3)]
+        self.assertEqual(claims, [[1000], [], echo])
+        service = self.fresh()
+        gate = service._gates['slow']
+        self.assertEqual(len(list(tasklimits.timeKeys(gate.held))), 149)
+        self.assertEqual(list(service._readyKeys(self.now, 10)), [])
+        self.assertEqual(service.countJobs(QUEUED), 149)
+        self.assertQueuedConsistent(service)
+
     def test_lifting_a_cap_releases_the_held_jobs(self):
         self.addJobs(3, 100, task='slow')
         self.transact(lambda s: s.claimGroup('w', 3, self.now))
