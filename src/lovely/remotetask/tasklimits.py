@@ -67,6 +67,7 @@ Structures, and how they behave under concurrent transactions
 """
 import datetime
 import itertools
+import logging
 import time
 
 import persistent
@@ -78,6 +79,8 @@ from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeKeys
 
+
+log = logging.getLogger('lovely.remotetask')
 
 #: The settings of a task, and what they default to.
 SETTINGS = ('maxConcurrent', 'rateLimit', 'keepCompleted', 'keepFailed')
@@ -187,7 +190,8 @@ def taskDefaults(service):
     """``{task: {setting: value}}`` of the task utilities that set one.
 
     Read from the component registry at most every ``DEFAULTS_TTL``
-    seconds per connection (a volatile attribute of the service).
+    seconds per connection (a volatile attribute of the service).  A task
+    whose settings are bad is logged (an error) and left unlimited.
     """
     clock = time.monotonic()
     cached = getattr(service, '_v_taskDefaults', None)
@@ -198,8 +202,14 @@ def taskDefaults(service):
                      for setting in SETTINGS}
             given = {setting: value for setting, value in given.items()
                      if value is not None}
-            if given:
+            if not given:
+                continue
+            try:
                 defaults[name] = checkLimits(given)
+            except ValueError as error:
+                # A task's bad setting must not stop every claim of the
+                # service: its limits are ignored, and the log says so.
+                log.error('Task %r: its limits are ignored: %s', name, error)
         cached = service._v_taskDefaults = (clock + DEFAULTS_TTL, defaults)
     return cached[1]
 

@@ -4,6 +4,7 @@ A FileStorage (which resolves conflicts, as ZEO and RelStorage do), and
 either connections whose commits are interleaved by hand, or processor
 threads; waits poll with a bounded deadline.
 """
+import datetime
 import threading
 import time
 import types
@@ -310,10 +311,17 @@ class GenerationTests(JobControlCase):
 class SettingsTests(JobControlCase):
 
     def test_task_attributes_are_read_and_checked(self):
-        bad = types.SimpleNamespace(maxConcurrent='two')
-        self.provideTask('bad', bad)
-        with self.assertRaises(ValueError):
-            tasklimits.taskDefaults(self.fresh())
+        self.provideTask('bad', types.SimpleNamespace(maxConcurrent='two'))
+        self.provideTask('good', types.SimpleNamespace(
+            maxConcurrent=2, keepFailed='1d'))
+        service = self.fresh()
+        # The bad one is logged and left unlimited: claims go on.
+        self.assertEqual(tasklimits.limitedTasks(service), {'good': (2, None)})
+        self.assertIn("Task 'bad': its limits are ignored: maxConcurrent "
+                      "must be an int >= 1 or None, not 'two'",
+                      self.log.messages())
+        self.assertEqual(service.taskLimits('good')['keepFailed'],
+                         datetime.timedelta(days=1))
 
 
 def test_suite():
