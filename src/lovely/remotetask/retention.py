@@ -17,7 +17,8 @@ Each is None (keep them all), a count (keep the newest N) or a time
     >>> parseRetention('soon')
     Traceback (most recent call last):
     ...
-    ValueError: keepCompleted must be a count (100) or a time (90s, 30m, 12h, 7d, 2w), not 'soon'
+    ValueError: keepCompleted must be a count (100) or a time (90s, 30m,
+    12h, 7d, 2w), not 'soon'
 
 A task's own setting applies to its jobs; the service's to the jobs of
 the tasks without one.
