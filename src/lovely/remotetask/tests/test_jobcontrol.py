@@ -34,7 +34,7 @@ class Slow(task.TaskBase):
 
     def __call__(self, service, jobid, input):
         start = time.monotonic()
-        time.sleep(0.01)
+        time.sleep(0.002)
         with self.lock:
             self.intervals.append((start, time.monotonic(), jobid))
         return input
@@ -129,6 +129,9 @@ class CapTests(JobControlCase):
         super().setUp()
         self.slow = Slow()
         self.provideTask('slow', self.slow)
+        # The gate exists (as after the task's first claim): concurrent
+        # claims meet on its counter, not on making it.
+        self.transact(lambda s: tasklimits.gateFor(s, 'slow'))
 
     def test_two_claims_under_a_cap_of_one_conflict(self):
         self.addJobs(2, 100, task='slow')
@@ -164,10 +167,10 @@ class CapTests(JobControlCase):
         self.assertEqual(self.fresh()._gates['slow'].running(), 0)
 
     def test_three_processors_never_run_two_at_once(self):
-        self.addJobs(12, 100, task='slow')
+        self.addJobs(40, 100, task='slow')
         self.addJobs(12, 200)
         procs = [processor.SimpleProcessor(
-            self.db, self.oid, name=f'p{n}', waitTime=0.05, partition=n,
+            self.db, self.oid, name=f'p{n}', waitTime=0.01, partition=n,
             maxGroup=3) for n in range(3)]
         self.processors.extend(procs)
         threads = [threading.Thread(target=proc, daemon=True)
@@ -175,21 +178,27 @@ class CapTests(JobControlCase):
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 60
-        while self.fresh().countJobs(COMPLETED) < 24:
+        while self.fresh().countJobs(COMPLETED) < 52:
             self.assertLess(time.monotonic(), deadline, 'not drained')
             time.sleep(0.05)
         for proc in procs:
             proc.stop()
         for thread in threads:
             thread.join(10)
+        for proc in procs:
+            # Its heartbeat thread deregisters it: let it end before the
+            # database closes (as processor.stop does).
+            if proc._heart is not None:
+                proc._heart.wake.set()
+                proc._heart.thread.join(10)
         service = self.fresh()
-        jobs = [service.jobs[jobid] for jobid in range(100, 112)]
+        jobs = [service.jobs[jobid] for jobid in range(100, 140)]
         self.assertEqual({job.attempts for job in jobs}, {1})
         # From the jobs' own start and end times...
         self.assertEqual(overlapping(
             [(job.started, job.completed) for job in jobs]), [])
         # ...and from the task's runs.
-        self.assertEqual(len(self.slow.intervals), 12)
+        self.assertEqual(len(self.slow.intervals), 40)
         self.assertEqual(overlapping(self.slow.intervals), [])
         self.assertEqual(service._gates['slow'].running(), 0)
         self.assertQueuedConsistent(service)
@@ -207,8 +216,9 @@ class CapTests(JobControlCase):
         self.assertEqual(self.queuedIds(service), {102})
 
     def test_a_rate_limit_holds_across_two_claimers(self):
-        self.transact(lambda s: s.setTaskLimits(
-            'record', rateLimit=(1, 60)))
+        self.transact(lambda s: (
+            s.setTaskLimits('record', rateLimit=(1, 60)),
+            tasklimits.gateFor(s, 'record')) and None)
         self.addJobs(3, 100)
         a, b = self.open(), self.open()
         self.service(a).claimGroup('a', 1, self.now, partition=0)
