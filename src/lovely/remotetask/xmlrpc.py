@@ -2,7 +2,7 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
-``getJob``,
+``getJob``, ``getTaskLimits``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
 queue (``add``, ``addCronJob``, ``startJob``, ``cancel``) need
 ``lovely.remotetask.Manage``.  The permission of each method is declared
