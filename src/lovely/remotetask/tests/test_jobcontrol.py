@@ -123,6 +123,32 @@ class PriorityTests(JobControlCase):
         self.assertQueuedConsistent(service)
 
 
+class PriorityEdgeTests(JobControlCase):
+
+    def test_a_repeat_keeps_its_priority_and_its_backoff(self):
+        self.provideTask('fail', lambda service, jobid, input: 1 / 0)
+        [jobid] = self.addJobs(1, 100, task='fail', priority=8,
+                               retryDelay=30)
+        self.addJobs(1, 200)
+        self.transact(lambda s: s.processNext(self.now, jobid))
+        service = self.fresh()
+        job = service.jobs[jobid]
+        self.assertEqual((job.status, job.priority), (QUEUED, 8))
+        self.assertIn(job._statusKey, service._priorityQueues[8])
+        # Not due before its backoff ends, then first again.
+        self.assertEqual([j.id for j in self.transact(lambda s: [
+            j for j in s.claimGroup('w', 5, self.now)])], [200])
+        later = self.now + seconds(31)
+        self.assertEqual(self.transact(
+            lambda s: s.claim('w', later).id), jobid)
+
+    def test_next_scheduled_sees_every_priority(self):
+        self.addJobs(1, 100, priority=0)
+        service = self.fresh()
+        self.assertIsNotNone(service.nextScheduled())
+        self.assertTrue(service.hasJobsWaiting(self.now + seconds(1)))
+
+
 class CapTests(JobControlCase):
 
     def setUp(self):
@@ -281,6 +307,20 @@ class RetentionTests(JobControlCase):
         self.assertEqual(len(done), 4)
         self.assertEqual(service.countJobs(COMPLETED), 4)
         self.assertEqual(service.countJobs(QUEUED), 1)
+
+    def test_a_task_count_keeps_its_newest_and_leaves_the_others(self):
+        self.provideTask('report', task.echo)
+        self.addJobs(6, 100, task='report')
+        self.addJobs(4, 200)
+        self.transact(lambda s: [s.processNext(self.now)
+                                 for i in range(10)])
+        self.transact(lambda s: s.setTaskLimits('report', keepCompleted=2))
+        removed = self.transact(lambda s: s.applyRetention(self.now))
+        self.assertEqual(removed, 4)
+        service = self.fresh()
+        self.assertEqual(sorted(service.jobs), [104, 105, 200, 201, 202,
+                                                203])
+        self.assertEqual(service.countJobs(COMPLETED), 6)
 
     def test_processors_apply_it_in_batches(self):
         self.addJobs(30, 100)
