@@ -28,13 +28,14 @@ one process or many):
     The index of ``queued`` is also the ready queue (of the jobs of the
     default priority: the others wait in sets of their own, and jobs
     held back by their task's limits in their task's gate; see
-    priorities.py and tasklimits.py, and ``_queuedSets``): a queued job's key is
-    the time it may run from (now for a new job, the end of its backoff
-    for a repeated one), so the jobs that may run now are the head of the
-    set, oldest first.  An add writes the set's last bucket, a claim its
-    first ones; they merge (see timeset.py).  Concurrent claimers start at
-    different places in the head (``_readyKeys``) so that they rarely take
-    the same key (which conflicts, and one of them claims again).
+    priorities.py, tasklimits.py and ``_queuedSets``): a queued job's
+    key is the time it may run from (now for a new job, the end of its
+    backoff for a repeated one), so the jobs that may run now are the
+    head of the set, oldest first.  An add writes the set's last bucket,
+    a claim its first ones; they merge (see timeset.py).  Concurrent
+    claimers start at different places in the head (``_readyKeys``) so
+    that they rarely take the same key (which conflicts, and one of them
+    claims again).
 
 ``_schedule`` (time set)
     Delayed and cron jobs, keyed by their due time: the smallest key is the

@@ -49,10 +49,10 @@ from zope.interface import implementer
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import pgnotify
-from lovely.remotetask.retention import BATCH as RETENTION_BATCH
 from lovely.remotetask import storagefaults
 from lovely.remotetask import wakeup
 from lovely.remotetask import workers
+from lovely.remotetask.retention import BATCH as RETENTION_BATCH
 from lovely.remotetask.running import JobRunner
 from lovely.remotetask.running import _closed
 from lovely.remotetask.running import checkTransaction  # noqa: F401 (API)
