@@ -150,6 +150,20 @@ class ITask(Interface):
         description='A schema describing the task output (optional).',
         schema=Interface, required=False)
 
+    maxConcurrent = Attribute(
+        'At most this many jobs of the task run at once, across every '
+        'worker (an int >= 1), or None (optional; see tasklimits.py).')
+    rateLimit = Attribute(
+        'At most ``count`` jobs of the task start in any ``seconds`` long '
+        'window, across every worker: ``(count, seconds)``, or None '
+        '(optional).')
+    keepCompleted = Attribute(
+        'How long the completed jobs of the task are kept: None (as the '
+        "service's ``keepCompleted`` says), a count or a time "
+        '(optional; see retention.py).')
+    keepFailed = Attribute(
+        "As ``keepCompleted``, for the task's jobs in ``error``.")
+
     def __call__(service, jobid, input):
         """Run the task and return its output.
 
@@ -197,6 +211,10 @@ class IJob(Interface):
     worker = schema.TextLine(
         title='Worker', required=False, readonly=True,
         description='The worker that runs or last ran the job.')
+    priority = schema.Int(
+        title='Priority', min=0, max=9, default=5, readonly=True,
+        description='0 (lowest) to 9 (highest): due jobs of a higher '
+                    'priority are claimed first (see priorities.py).')
     leaseExpires = Attribute(
         'When the lease of the running job expires (datetime), or None.')
     addedBy = schema.TextLine(
@@ -334,14 +352,31 @@ class ITaskServiceRead(Interface):
         """Where ``job`` stands in ``listJobs(status, task)``, for
         ``after``: the page after it (or, with ``reverse``, before it)."""
 
+    def taskLimits(task):
+        """The limits in force for ``task``: a dict of ``maxConcurrent``,
+        ``rateLimit``, ``keepCompleted`` and ``keepFailed`` (None where
+        not limited): the service's overrides, else the task's own."""
+
+    def listTaskLimits():
+        """``{task: limits}`` of every task (``taskLimits``, plus
+        ``overridden``: the names the service overrides)."""
+
+    def heldBack(jobid):
+        """Why a queued job waits for its task's limits (text), or None.
+        """
+
 
 class ITaskServiceManage(Interface):
     """Changing a task service (``lovely.remotetask.Manage``)."""
 
     def add(task, input=None, startLater=False, *, maxRetries=None,
-            retryDelay=None, uniqueKey=None, onDuplicate='return', after=(),
-            runAnyway=False):
+            retryDelay=None, priority=5, uniqueKey=None, onDuplicate='return',
+            after=(), runAnyway=False):
         """Add a job and return its id.
+
+        ``priority`` (0 to 9, 9 the highest): due jobs of a higher
+        priority are claimed first, see priorities.py; anything else
+        raises ``ValueError``.
 
         The job exists if and only if the current transaction commits; an
         idle processor of this process is woken when it does.  An unknown
@@ -452,6 +487,19 @@ class ITaskServiceManage(Interface):
     def resume(now=None):
         """Let every worker claim from the service again."""
 
+    def setTaskLimits(task, **limits):
+        """Override the limits of ``task`` for this service (keywords of
+        ``taskLimits``; None: no limit, whatever the task says); return
+        the service's overrides of the task.  Bad values raise
+        ``ValueError``, changing nothing."""
+
+    def clearTaskLimits(task):
+        """Drop the service's overrides: the task's own limits hold."""
+
+    def setRetention(keepCompleted=None, keepFailed=None):
+        """Set the service's ``keepCompleted`` and ``keepFailed`` (None,
+        a count, a timedelta, or text: ``100``, ``7d``)."""
+
 
 class ITaskServiceProcessing(Interface):
     """The steps processors take, each in a transaction of its own.
@@ -489,6 +537,10 @@ class ITaskServiceProcessing(Interface):
     def nextScheduled():
         """When the next scheduled job is due, or None."""
 
+    def applyRetention(now=None, limit=500):
+        """Remove up to ``limit`` finished jobs beyond the retention
+        settings (see retention.py); return how many."""
+
 
 class ITaskService(ITaskServiceRead, ITaskServiceManage,
                    ITaskServiceProcessing):
@@ -518,6 +570,15 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         default=1024 * 1024,
         description='Bytes (pickled) a job\'s input and output may take; '
                     'None: no limit.  See limits.py.')
+    priorityAging = schema.Float(
+        title='Priority aging', min=1.0, default=3600.0,
+        description='Seconds of waiting one priority level is worth: a '
+                    'job goes before jobs of higher priorities that became '
+                    'ready that much later per level (see priorities.py).')
+    keepCompleted = Attribute(
+        'How long completed jobs are kept: None (for ever), a count '
+        '(the newest N) or a timedelta; see retention.py.')
+    keepFailed = Attribute('As ``keepCompleted``, for jobs in ``error``.')
 
 
 class IProcessor(Interface):

@@ -67,9 +67,19 @@ class Job(persistent.Persistent):
     due = None
     # The job's key in its service's status index (see service.py).
     _statusKey = None
+    #: 0 (lowest) to 9 (highest), see priorities.py.
+    priority = 5
+    # The task whose limits hold the queued job back (it waits in the
+    # task's gate), or None; see tasklimits.py.
+    _heldBy = None
+    # The task whose concurrency cap counts the running job, or None.
+    _slot = None
 
     def __init__(self, id, task, input=None, status=interfaces.QUEUED,
-                 created=None, maxRetries=None, retryDelay=None):
+                 created=None, maxRetries=None, retryDelay=None,
+                 priority=5):
+        if priority != 5:
+            self.priority = priority
         self.id = id
         self.task = task
         self.input = input

@@ -25,13 +25,17 @@ one process or many):
     it without loading jobs.  The dicts never change after creation, so
     they are never rewritten; ``Length`` merges any concurrent changes.
 
-    The index of ``queued`` is also the ready queue: a queued job's key is
-    the time it may run from (now for a new job, the end of its backoff
-    for a repeated one), so the jobs that may run now are the head of the
-    set, oldest first.  An add writes the set's last bucket, a claim its
-    first ones; they merge (see timeset.py).  Concurrent claimers start at
-    different places in the head (``_readyKeys``) so that they rarely take
-    the same key (which conflicts, and one of them claims again).
+    The index of ``queued`` is also the ready queue (of the jobs of the
+    default priority: the others wait in sets of their own, and jobs
+    held back by their task's limits in their task's gate; see
+    priorities.py, tasklimits.py and ``_queuedSets``): a queued job's
+    key is the time it may run from (now for a new job, the end of its
+    backoff for a repeated one), so the jobs that may run now are the
+    head of the set, oldest first.  An add writes the set's last bucket,
+    a claim its first ones; they merge (see timeset.py).  Concurrent
+    claimers start at different places in the head (``_readyKeys``) so
+    that they rarely take the same key (which conflicts, and one of them
+    claims again).
 
 ``_schedule`` (time set)
     Delayed and cron jobs, keyed by their due time: the smallest key is the
@@ -59,10 +63,13 @@ from BTrees.OOBTree import OOBTree
 
 from lovely.remotetask import events
 from lovely.remotetask import interfaces
+from lovely.remotetask import priorities
+from lovely.remotetask import tasklimits
 from lovely.remotetask import timeset
 from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import STATUSES
 from lovely.remotetask.timeset import MAXID
@@ -114,6 +121,8 @@ class JobTable:
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
         self._uniqueKeys = uniqueness.newKeyMap()
+        self._priorityQueues = priorities.newQueues()
+        tasklimits.initGates(self)
 
     # -- jobs by id ----------------------------------------------------------
 
@@ -163,29 +172,21 @@ class JobTable:
     def _newest(self, status, limit=None):
         """The ids of up to ``limit`` (None: all) jobs in ``status``, the
         newest first; a list, so that the caller may change the index."""
-        index = self._index[status]
-        ids = []
-        key = timeset._HIGH
-        while limit is None or len(ids) < limit:
-            try:
-                key = index.maxKey(key - 1)
-            except ValueError:
-                break
-            if key == timeset._LOW:
-                break
-            ids.append(keyId(key))
-        return ids
+        keys = self._statusKeys(status, None, True)
+        return [keyId(key) for key in itertools.islice(keys, limit)]
 
-    def _remove(self, status, limit=None):
+    def _remove(self, status, limit=None, keys=None):
         """Remove up to ``limit`` (None: all) jobs in ``status``, the
-        oldest first; return their ids (an IITreeSet).
+        oldest first (or those of the index ``keys``, see retention.py);
+        return their ids (an IITreeSet).
 
         Linear in the jobs removed, and no job is loaded: each removed id
         is looked up in each task's id set (there are few tasks), no set
         is walked.
         """
         index = self._index[status]
-        keys = list(itertools.islice(timeKeys(index), limit))
+        if keys is None:
+            keys = list(itertools.islice(timeKeys(index), limit))
         jobids = [keyId(key) for key in keys]
         for key, jobid in zip(keys, jobids):
             index.remove(key)
@@ -210,14 +211,46 @@ class JobTable:
         if old == status and job._statusKey == key:
             return
         if old is not None:
-            self._index[old].remove(job._statusKey)
+            self._statusSet(old, job).remove(job._statusKey)
             if old != status:
                 self._counts[old].change(-1)
+            if old == QUEUED and job._heldBy is not None:
+                job._heldBy = None
+            if old == PROCESSING and job._slot is not None:
+                tasklimits.release(self, job)
         job._statusKey = key
-        self._index[status].add(key)
+        self._statusSet(status, job).add(key)
         if old != status:
             self._counts[status].change(1)
         job.status = status
+
+    def _statusSet(self, status, job):
+        """The set of the status index that holds ``job`` in ``status``.
+
+        Queued jobs wait in the set of their priority, or in their
+        task's gate while its limits hold them back.
+        """
+        if status != QUEUED:
+            return self._index[status]
+        if job._heldBy is not None:
+            return tasklimits.heldSet(self, job._heldBy)
+        return priorities.queuedSet(self, job.priority)
+
+    def _queuedSets(self):
+        """Every set that holds queued jobs: the index of ``queued``."""
+        return [keys for priority, keys in priorities.allSets(self)] \
+            + tasklimits.heldSets(self)
+
+    def _statusKeys(self, status, after=None, reverse=False):
+        """The index keys of ``status`` after the cursor ``after``, in
+        key order (descending if ``reverse``), lazily."""
+        if status == QUEUED:
+            return priorities.queuedKeys(
+                self._queuedSets(), after, reverse,
+                lambda keys, after, reverse: _following(
+                    keys, after, reverse, timeset._LOW, timeset._HIGH))
+        return _following(self._index[status], after, reverse,
+                          timeset._LOW, timeset._HIGH)
 
     def _queue(self, job, due=None):
         """Queue ``job``, to run from ``due`` (None: now); wake a processor.
@@ -262,42 +295,26 @@ class JobTable:
     def _readyKeys(self, now, size, partition=None):
         """Up to ``size`` keys of queued jobs that may run at ``now``.
 
-        The oldest first; with ``partition`` (an int), one of
-        ``CLAIM_SPREAD`` consecutive runs of ``size`` keys from the head,
-        so that concurrent claimers take different keys.  A key of an
-        earlier second is ready without loading its job; a later one (a
-        repeat waiting for its backoff, or a job added by a host whose
-        clock is ahead) is checked on its job, and at most ``size`` such
-        keys that are not due yet are looked at.
+        The next in claim order (see priorities.py); with ``partition``
+        (an int), one of ``CLAIM_SPREAD`` consecutive runs of ``size``
+        keys from the head, so that concurrent claimers take different
+        keys.  A key of an earlier second is ready without loading its
+        job; a later one (a repeat waiting for its backoff, or a job
+        added by a host whose clock is ahead) is checked on its job, and
+        at most ``size`` such keys that are not due yet are looked at.
         """
         spread = 1 if partition is None else CLAIM_SPREAD
-        second = int(now.timestamp())
-        ready = []
-        notYet = 0
-        for key in timeKeys(self._index[QUEUED]):
-            if keySecond(key) >= second:
-                due = self.jobs[keyId(key)].due
-                if due is not None and due > now:
-                    notYet += 1
-                    if notYet > size + 16:
-                        break
-                    continue
-            ready.append(key)
-            if len(ready) >= size * spread:
-                break
-        if partition is not None and len(ready) > size:
-            start = (partition % spread) * size
-            start = min(start, len(ready) - size)
-            ready = ready[start:start + size]
-        return ready[:size]
+        return priorities.readyKeys(self, now, size, spread, partition)
 
     def _firstQueued(self):
         """When the first queued job may run (aware datetime), or None."""
-        key = timeset.firstKey(self._index[QUEUED])
-        if key is None:
-            return None
-        due = self.jobs[keyId(key)].due
-        return due or datetime.datetime.fromtimestamp(keySecond(key), UTC)
+        due = [self.jobs[keyId(key)].due
+               or datetime.datetime.fromtimestamp(keySecond(key), UTC)
+               for key in priorities.firstReady(self)]
+        room = tasklimits.nextRoom(self)
+        if room is not None:
+            due.append(room)
+        return min(due) if due else None
 
     def nextScheduled(self):
         """See ITaskServiceProcessing."""
@@ -315,7 +332,9 @@ class JobTable:
 
     def compact(self):
         """See ITaskServiceProcessing."""
-        sets = list(self._index.items()) + [('schedule', self._schedule)]
+        sets = list(self._index.items()) + [('schedule', self._schedule)] \
+            + [(f'priority {priority}', keys)
+               for priority, keys in self._priorityQueues.items()]
         return [name for name, keys in sets
                 if timeset.compact(keys, self._p_jar)]
 
@@ -338,10 +357,10 @@ class JobTable:
                 return iter(())
             if status is None:
                 return iter(timeset.ids(byTask))
-            return (jobid for jobid in timeset.timeIds(self._index[status])
-                    if jobid in byTask)
+            return (keyId(key) for key in self._statusKeys(status)
+                    if keyId(key) in byTask)
         if status is not None:
-            return timeset.timeIds(self._index[status])
+            return (keyId(key) for key in self._statusKeys(status))
         return iter(self.jobs.keys())
 
     def countJobs(self, status=None, task=None):
@@ -383,9 +402,8 @@ class JobTable:
         if task is not None and byTask is None:
             return iter(())
         if status is not None:
-            keys = _following(self._index[status], after, reverse,
-                              timeset._LOW, timeset._HIGH)
-            ids = (keyId(key) for key in keys)
+            ids = (keyId(key) for key in self._statusKeys(
+                status, after, reverse))
             if byTask is not None:
                 # Not bounded: a membership test per job in the status.
                 ids = (jobid for jobid in ids if jobid in byTask)

@@ -52,6 +52,7 @@ from lovely.remotetask import pgnotify
 from lovely.remotetask import storagefaults
 from lovely.remotetask import wakeup
 from lovely.remotetask import workers
+from lovely.remotetask.retention import BATCH as RETENTION_BATCH
 from lovely.remotetask.running import JobRunner
 from lovely.remotetask.running import _closed
 from lovely.remotetask.running import checkTransaction  # noqa: F401 (API)
@@ -79,6 +80,8 @@ class BaseProcessor(JobRunner):
     compactInterval = 10.0
     #: How many processors claim from the service at once (sizes groups).
     claimers = 1
+    #: Seconds between passes of retention (the service's, once read).
+    _retentionInterval = 0.0
     #: After a storage fault the loop pauses at most this long.
     maxFaultBackoff = 2.0
     #: Jobs completed and failed since the processor started.
@@ -149,6 +152,9 @@ class BaseProcessor(JobRunner):
         """
         self._nowAndThen('recover', (self._leaseTime or 60.0) / 2,
                          lambda service, now: service.recover(now), 2, now)
+        # Results with a lifetime (see retention.py), in small batches.
+        self._nowAndThen('retain', self._retentionInterval, self._retain, 0,
+                         now)
         limit = self.maxGroup if limit is None else limit
 
         def claim(service, now):
@@ -182,6 +188,11 @@ class BaseProcessor(JobRunner):
             self._nowAndThen('compact', self.compactInterval,
                              lambda service, now: service.compact(), 0)
         return jobids
+
+    def _retain(self, service, now):
+        self._retentionInterval = service.retentionInterval
+        if service.applyRetention(now) >= RETENTION_BATCH:
+            self._lastDone['retain'] = 0.0   # more to do: soon again
 
     def _nowAndThen(self, name, interval, func, retries, now=None):
         """``_transact(func)``, at most every ``interval`` seconds.

@@ -7,8 +7,11 @@ transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
 ``processor.py``, the registry of the workers and the cluster's pause
 flag in ``workers.py``, retrying and the jobs' histories in
-``history.py``.  ``_audit`` (see audit.py) records who cancelled,
-cleaned, retried, started and stopped.
+``history.py``, priorities in ``priorities.py``, the limits of tasks in
+``tasklimits.py``, the lifetime of finished jobs in ``retention.py``,
+unique keys in ``uniqueness.py``, chains in ``dependencies.py``.
+``_audit`` (see audit.py) records who cancelled, cleaned, retried,
+started and stopped.
 """
 import datetime
 import traceback as tb_module
@@ -27,7 +30,10 @@ from lovely.remotetask import dependencies
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
+from lovely.remotetask import priorities
 from lovely.remotetask import processor
+from lovely.remotetask import retention
+from lovely.remotetask import tasklimits
 from lovely.remotetask import uniqueness
 from lovely.remotetask.interaction import currentPrincipalId
 from lovely.remotetask.interaction import runningAs
@@ -69,6 +75,11 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     maxConflictRetries = 5
     leaseTime = 60.0
     maxDataSize = limits.MAX_DATA_SIZE
+    priorityAging = priorities.AGING
+    keepCompleted = None
+    keepFailed = None
+    #: Seconds between a processor's passes of ``applyRetention``.
+    retentionInterval = 10.0
 
     def __init__(self):
         super().__init__()
@@ -96,11 +107,12 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     # -- adding --------------------------------------------------------------
 
     def add(self, task, input=None, startLater=False, *, maxRetries=None,
-            retryDelay=None, uniqueKey=None, onDuplicate='return', after=(),
-            runAnyway=False):
+            retryDelay=None, priority=priorities.DEFAULT, uniqueKey=None,
+            onDuplicate='return', after=(), runAnyway=False):
         """See ITaskServiceManage."""
         self._getTask(task)
         limits.checkInput(self, input)
+        priorities.checkPriority(priority)
         if maxRetries is not None and (
                 isinstance(maxRetries, bool) or not isinstance(maxRetries, int)
                 or maxRetries < 0):
@@ -120,7 +132,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         status, reason = dependencies.verdict(parents, runAnyway)
         job = Job(self._newId(), task, input,
                   status=status or (STARTLATER if startLater else QUEUED),
-                  maxRetries=maxRetries, retryDelay=retryDelay)
+                  maxRetries=maxRetries, retryDelay=retryDelay,
+                  priority=priority)
         job.addedBy = currentPrincipalId()
         job.uniqueKey = uniqueKey
         job.runAnyway = bool(runAnyway)
@@ -208,10 +221,12 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         cancelled = self._counts[CANCELLED]
         before = cancelled()
         for status in CANCELLABLE:
+            left = None if limit is None else limit - (cancelled() - before)
+            if left is not None and left <= 0:
+                break  # cascades may cancel more than asked
             # The newest first: claims take the oldest, so a cancel in
             # batches while processors drain rarely meets their claims.
-            for jobid in self._newest(
-                    status, limit and limit - (cancelled() - before)):
+            for jobid in self._newest(status, left):
                 self.cancel(jobid)
         return cancelled() - before
 
@@ -252,6 +267,41 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         now = now_(now)
         return (self._nextDue(now) is not None
                 or bool(self._readyKeys(now, 1)))
+
+    # -- limits and retention (see tasklimits.py, retention.py) -------------
+
+    def taskLimits(self, task):
+        """See ITaskServiceRead."""
+        return tasklimits.limitsOf(self, task)
+
+    def listTaskLimits(self):
+        """See ITaskServiceRead."""
+        names = set(self.getAvailableTasks()) | set(self._taskSettings)
+        return {task: dict(self.taskLimits(task),
+                           overridden=sorted(self._taskSettings.get(task, {})))
+                for task in sorted(names)}
+
+    def setTaskLimits(self, task, **limits):
+        """See ITaskServiceManage."""
+        return tasklimits.setLimits(self, task, limits)
+
+    def clearTaskLimits(self, task):
+        """See ITaskServiceManage."""
+        tasklimits.clearLimits(self, task)
+
+    def setRetention(self, keepCompleted=None, keepFailed=None):
+        """See ITaskServiceManage."""
+        completed = retention.parseRetention(keepCompleted, 'keepCompleted')
+        failed = retention.parseRetention(keepFailed, 'keepFailed')
+        self.keepCompleted, self.keepFailed = completed, failed
+
+    def heldBack(self, jobid):
+        """See ITaskServiceRead."""
+        return tasklimits.heldBack(self, self._job(jobid))
+
+    def applyRetention(self, now=None, limit=retention.BATCH):
+        """See ITaskServiceProcessing."""
+        return retention.applyRetention(self, now_(now), limit)
 
     # -- synchronous processing ----------------------------------------------
 

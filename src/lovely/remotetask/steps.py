@@ -35,6 +35,7 @@ from lovely.remotetask import events
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
+from lovely.remotetask import tasklimits
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
@@ -45,7 +46,6 @@ from lovely.remotetask.job import CronJob
 from lovely.remotetask.job import Lease
 from lovely.remotetask.job import MAX_DELAY
 from lovely.remotetask.jobtable import now_
-from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeIds
 
 
@@ -87,8 +87,9 @@ class ProcessingSteps:
                 break
             self._unschedule(job)
             jobs.append(job)
-        for key in self._readyKeys(now, size - len(jobs), partition):
-            jobs.append(self.jobs[keyId(key)])
+        # The ready queues, within the tasks' limits (see tasklimits.py).
+        jobs.extend(tasklimits.claimReady(self, now, size - len(jobs),
+                                          partition))
         # One lease for the group: its jobs are renewed, and expire, as one.
         lease = self._newLease(worker, now)
         for job in jobs:

@@ -14,6 +14,11 @@ class TaskBase:
 
     inputSchema = None
     outputSchema = None
+    # The limits of the task's jobs (see ITask, tasklimits.py): none.
+    maxConcurrent = None
+    rateLimit = None
+    keepCompleted = None
+    keepFailed = None
 
     def __call__(self, service, jobid, input):
         raise NotImplementedError

@@ -2,7 +2,7 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
-``getJob``,
+``getJob``, ``getTaskLimits``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
 queue (``add``, ``addCronJob``, ``startJob``, ``cancel``, ``retry``,
 ``retryAll``) need
@@ -43,9 +43,10 @@ from zope.security.checker import Checker
 from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 
-from lovely.remotetask import uniqueness
 from lovely.remotetask import bulk
 from lovely.remotetask import history
+from lovely.remotetask import priorities
+from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import DataTooLarge
 from lovely.remotetask.interfaces import InvalidDependency
 from lovely.remotetask.interfaces import InvalidJobId
@@ -287,7 +288,7 @@ def publishedMethods(cls, prefix=''):
 #: What ``getJob`` tells about a job.
 JOB_DATA = ('id', 'task', 'status', 'addedBy', 'created', 'started',
             'completed', 'attempts', 'worker', 'error', 'uniqueKey', 'after',
-            'dependants')
+            'dependants', 'priority')
 
 
 class TaskServiceAPI(XMLRPCView):
@@ -298,10 +299,10 @@ class TaskServiceAPI(XMLRPCView):
         """The names of the tasks jobs can be added for, sorted."""
         return sorted(self.context.getAvailableTasks())
 
-    @published('int', 'string', 'any', 'boolean', 'string', 'array',
+    @published('int', 'string', 'any', 'boolean', 'string', 'array', 'int',
                permission=MANAGE)
     def add(self, task, input=None, startLater=False, uniqueKey='',
-            after=()):
+            after=(), priority=5):
         """Add a job for `task` with `input`; return its id.
 
         With `startLater` true the job waits for startJob(id).  With a
@@ -309,11 +310,13 @@ class TaskServiceAPI(XMLRPCView):
         that key has not ended: the id of that job is returned instead.
         With `after` (an array of job ids) the job is 'waiting' until all
         of them completed, and is cancelled if one of them fails or is
-        cancelled (not with startLater).
+        cancelled (not with startLater).  Due jobs of a higher `priority`
+        (0 to 9, default 5) run first.
         """
         _check('task', task, str)
         _check('startLater', startLater, bool)
         _check('uniqueKey', uniqueKey, str)
+        _check('priority', priority, int)
         after = [_check('after', jobid, int)
                  for jobid in _check('after', after, list, tuple)]
         try:
@@ -321,12 +324,14 @@ class TaskServiceAPI(XMLRPCView):
                 uniqueness.checkKey(uniqueKey)
             if after and startLater:
                 raise ValueError('startLater and after exclude each other')
+            priorities.checkPriority(priority)
         except ValueError as error:
             raise xmlrpc.client.Fault(FAULT_INVALID_PARAMS, str(error))
         input = fromXMLRPC(input)
         with faults():
             return self.context.add(task, input, startLater,
-                                    uniqueKey=uniqueKey or None, after=after)
+                                    uniqueKey=uniqueKey or None, after=after,
+                                    priority=priority)
 
     @published('int', 'string', 'any', 'array', 'array', 'array', 'array',
                'array', 'double', permission=MANAGE)
@@ -417,11 +422,28 @@ class TaskServiceAPI(XMLRPCView):
         task, status, addedBy (the principal who added it), created,
         started, completed, attempts, worker, error, uniqueKey, after
         (the ids it waits or waited for), dependants (the ids waiting for
-        it); '' where not set."""
+        it), priority, heldBack (why the task's limits hold the queued job
+        back); '' where not set."""
         _check('jobid', jobid, int)
         with faults():
-            job = removeSecurityProxy(self.context)._job(jobid)
-        return marshallable({name: getattr(job, name) for name in JOB_DATA})
+            service = removeSecurityProxy(self.context)
+            job = service._job(jobid)
+        data = {name: getattr(job, name) for name in JOB_DATA}
+        data['heldBack'] = service.heldBack(jobid)
+        return marshallable(data)
+
+    @published('struct', permission=VIEW)
+    def getTaskLimits(self):
+        """The limits of every task: a struct of task name to a struct of
+        maxConcurrent (int), rateLimit ([count, seconds]), keepCompleted
+        and keepFailed (a count, or a time as '7d', '12h'), '' where not
+        limited, and overridden (the names the service overrides)."""
+        from lovely.remotetask.retention import formatRetention
+        limits = removeSecurityProxy(self.context.listTaskLimits())
+        for values in limits.values():
+            for name in ('keepCompleted', 'keepFailed'):
+                values[name] = formatRetention(values[name])
+        return marshallable(limits)
 
     @published('array', permission=VIEW)
     def listWorkers(self):

@@ -291,6 +291,10 @@ class JobView(BrowserPage):
                          'class': statusClass(status) if status else ''})
         return {'jobs': jobs, 'more': max(0, len(ids) - LINKED)}
 
+    def heldBack(self):
+        """Why the queued job waits for its task's limits, or None."""
+        return self.context.__parent__.heldBack(self.context.id)
+
     def schedule(self):
         """A cron job's schedule in one line; None for other jobs."""
         if ICronJob.providedBy(self.context):

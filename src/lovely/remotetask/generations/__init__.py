@@ -4,7 +4,8 @@ Generation 1 is the first schema of the Python 3 package; later changes
 add an ``evolveN`` module and raise ``generation``.  Generation 2 moves
 stored cron jobs to the due times of 0.5.2's schedule rule (evolve2.py);
 generation 3 claims from the index of queued jobs and drops the old ready
-queues (evolve3.py); generation 6 adds the status ``waiting`` and the map
+queues (evolve3.py); generation 5 adds the ready queues of priorities
+and the gates of task limits (evolve5.py); generation 6 adds the status ``waiting`` and the map
 of unique keys (evolve6.py).
 
 Generation numbers are given out to changes as they are planned, so a

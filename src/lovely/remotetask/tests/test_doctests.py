@@ -39,7 +39,8 @@ def test_suite():
         '../service.rst', '../processor.rst', '../cron.rst',
         '../startup.rst', '../interaction.rst', '../audit.rst',
         '../workers.rst', '../jobcontrol.rst', '../retry.rst',
-        '../metrics.rst',
+        '../metrics.rst', '../priorities.rst', '../tasklimits.rst',
+        '../retention.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
     # docs/guarantees.rst, in a checkout (an installed package has no docs/).
     guarantees = os.path.join(os.path.dirname(__file__), os.pardir,
@@ -51,5 +52,6 @@ def test_suite():
             setUp=setUp, tearDown=tearDown, optionflags=FLAGS))
     modules = unittest.TestSuite([
         doctest.DocTestSuite('lovely.remotetask.' + name, optionflags=FLAGS)
-        for name in ('cron', 'task', 'startup', 'limits')])
+        for name in ('cron', 'task', 'startup', 'limits', 'priorities',
+                     'tasklimits', 'retention')])
     return unittest.TestSuite([narrative, modules])

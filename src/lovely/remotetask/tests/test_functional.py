@@ -44,6 +44,7 @@ def test_suite():
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
             'browser/audit.rst',
             'browser/workers.rst', 'browser/jobcontrol.rst', 'browser/job.rst',
+            'browser/limits.rst',
             'xmlrpc.rst', 'jsonapi/README.rst', package='lovely.remotetask',
             setUp=setUp,
             tearDown=tearDown),

@@ -138,7 +138,7 @@ class SignatureTests(unittest.TestCase):
     def test_permissions(self):
         self.assertEqual(api.READ_METHODS, (
             'getAvailableTasks', 'getError', 'getJob', 'getResult',
-            'getStatus', 'isPaused', 'listWorkers'))
+            'getStatus', 'getTaskLimits', 'isPaused', 'listWorkers'))
         self.assertEqual(api.MANAGE_METHODS, (
             'add', 'addCronJob', 'cancel', 'pause', 'resume', 'retry',
             'retryAll', 'startJob'))
