@@ -7,7 +7,8 @@ transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
 ``processor.py``, the registry of the workers and the cluster's pause
 flag in ``workers.py``, retrying and the jobs' histories in
-``history.py``.  ``_audit`` (see audit.py) records who cancelled,
+``history.py``, progress reports in ``progress.py``, cancelling running
+jobs in ``cancelling.py``.  ``_audit`` (see audit.py) records who cancelled,
 cleaned, retried, started and stopped.
 """
 import datetime
@@ -23,10 +24,12 @@ from zope.container.contained import Contained
 from zope.interface import implementer
 
 from lovely.remotetask import audit
+from lovely.remotetask import cancelling
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import processor
+from lovely.remotetask import progress
 from lovely.remotetask.interaction import currentPrincipalId
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
@@ -34,6 +37,7 @@ from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
@@ -160,6 +164,10 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def cancel(self, jobid):
         """See ITaskServiceManage."""
         job = self._job(jobid)
+        if job.status == PROCESSING:
+            cancelling.request(self, job)
+            audit.record(self, 'cancel', (jobid,), detail='running')
+            return True
         if job.status not in CANCELLABLE:
             return False
         self._unschedule(job)
@@ -216,6 +224,18 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def getError(self, jobid):
         """See ITaskServiceRead."""
         return self._job(jobid).error
+
+    def getProgress(self, jobid):
+        """See ITaskServiceRead."""
+        return progress.getProgress(self._job(jobid))
+
+    def isCancelled(self, jobid):
+        """See ITaskServiceRead."""
+        return cancelling.isCancelled(self._job(jobid))
+
+    def setProgress(self, jobid, fraction=None, message=None):
+        """See ITaskServiceProcessing."""
+        progress.setProgress(self._job(jobid), fraction, message)
 
     def hasJobsWaiting(self, now=None):
         """See ITaskServiceRead."""
