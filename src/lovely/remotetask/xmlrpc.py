@@ -2,7 +2,7 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
-``getJob``,
+``getJob``, ``getProgress``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
 queue (``add``, ``addCronJob``, ``startJob``, ``cancel``, ``retry``,
 ``retryAll``) need
@@ -395,6 +395,15 @@ class TaskServiceAPI(XMLRPCView):
         with faults():
             job = removeSecurityProxy(self.context)._job(jobid)
         return marshallable({name: getattr(job, name) for name in JOB_DATA})
+
+    @published('struct', 'int', permission=VIEW)
+    def getProgress(self, jobid):
+        """The progress the job's task last reported: fraction (0 to 1,
+        '' if it gave none), message ('' if none) and updated; an empty
+        struct if it reported none."""
+        report = self._call('getProgress', jobid)
+        return {} if report is None else marshallable(
+            removeSecurityProxy(report))
 
     @published('array', permission=VIEW)
     def listWorkers(self):
