@@ -7,7 +7,10 @@ savepoint of its own, their bookkeeping in a before-commit hook of the
 group's transaction; conflicts and storage faults run again (alone) and
 spend no attempt; any other failure is recorded in a transaction of its
 own.  While jobs run, a lease keeper thread renews their leases in short
-transactions that write only the lease objects.
+transactions that write only the lease objects.  A job whose cancel was
+requested while its task ran (cancelling.py) is not completed: the check
+after the task, before the commit, rolls its writes back (the whole run,
+or its task's savepoint in a group) and ``fail`` ends it cancelled.
 """
 import logging
 import threading
