@@ -224,6 +224,9 @@ class JobRunner:
                     service = conn.get(self.oid)
                     job = service.jobs.get(jobid)
                     held = self._holds(job)
+                    # Requested while an earlier run of this job conflicted
+                    # (see cancelling.py): end it without running it again.
+                    cancelled = held and cancelling.isRequested(job)
                 except Exception as error:
                     tm.abort()
                     if self._retryFault(jobid, error, faults):
@@ -232,9 +235,7 @@ class JobRunner:
                 if not held:
                     self._leave(jobid, job)
                     return
-                if cancelling.isRequested(job):
-                    # Requested while an earlier run of this job conflicted
-                    # (see cancelling.py): end it without running it again.
+                if cancelled:
                     tm.abort()
                     self._fail(jobid, interfaces.JobCancelled(jobid), None,
                                now)
