@@ -103,6 +103,22 @@ class NotRetryable(ValueError):
                 f'cancelled can be retried')
 
 
+class JobCancelled(Exception):
+    """The job's cancel was requested while it ran (see cancelling.py).
+
+    The processor raises it instead of completing such a job; a task that
+    finds ``service.isCancelled(jobid)`` true may raise it to stop early.
+    Either way the job ends ``cancelled``, its task's writes rolled back.
+    """
+
+    def __init__(self, jobid):
+        super().__init__(jobid)
+        self.jobid = jobid
+
+    def __str__(self):
+        return f'Job {self.jobid} was cancelled while it ran'
+
+
 class DataTooLarge(ValueError):
     """A job's input is larger than its service takes (``maxDataSize``).
     """
@@ -306,6 +322,19 @@ class ITaskServiceRead(Interface):
     def getError(jobid):
         """The error message of the job, or None if it has none."""
 
+    def getProgress(jobid):
+        """The progress the job's task reported in its current (or last)
+        attempt: ``{'fraction', 'message', 'updated'}`` (fraction in [0,
+        1] or None, message text or None, updated an aware UTC datetime),
+        or None if it reported none.  See progress.py."""
+
+    def isCancelled(jobid):
+        """Is the job cancelled, or its cancel requested while it runs?
+
+        Reads the database as it is now, not as of the current
+        transaction's beginning: a running task polls it (see
+        cancelling.py)."""
+
     def hasJobsWaiting(now=None):
         """True if a job is due for processing at ``now``."""
 
@@ -416,10 +445,14 @@ class ITaskServiceManage(Interface):
         """Apply a cron job's changed schedule (see ``ICronJob.update``)."""
 
     def cancel(jobid):
-        """Cancel a queued, delayed, cron or start-later job.
+        """Cancel a queued, delayed, cron or start-later job; request the
+        cancel of a running one.
 
-        Returns True if the job was cancelled, False if its status does not
-        allow it (it is running or finished).
+        Returns True if the job was cancelled or its cancel requested,
+        False if its status does not allow it (it is finished).  A running
+        job ends ``cancelled`` (its task's writes rolled back) when its
+        task returns or fails, or its worker is found dead; its task may
+        poll ``isCancelled`` to stop early (see cancelling.py).
         """
 
     def retry(jobid):
@@ -519,11 +552,20 @@ class ITaskServiceProcessing(Interface):
         """Run a claimed job's task and mark it completed (or, for a cron
         job, schedule its next run).  Raises what the task raises."""
 
-    def fail(job, error, traceback=None, now=None, retry=True):
+    def fail(job, error, traceback=None, now=None, retry=True, backoff=True):
         """Record a failed run (message and traceback text) and repeat the
         job if it has attempts left, unless ``retry`` is false or the error
-        is a ``TaskError`` or ``TransactionEnded``; returns 'retry',
-        'rescheduled' or 'error'."""
+        is a ``TaskError`` or ``TransactionEnded``; after the backoff of
+        backoff.py, unless ``backoff`` is false; returns 'retry',
+        'rescheduled' or 'error'.  A job whose cancel was requested (or
+        whose task raised ``JobCancelled``) ends 'cancelled' instead."""
+
+    def setProgress(jobid, fraction=None, message=None):
+        """Report the progress of a running job, from its task: committed
+        at once, in a transaction of its own that never conflicts with the
+        run's (see progress.py).  ``fraction`` from 0 to 1 or None,
+        ``message`` text or None; a bad one raises ``ValueError``, as does
+        a job that is not running."""
 
     def recover(now=None):
         """Take back the jobs whose lease expired; return their ids."""
@@ -554,9 +596,13 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         title='Retries', min=0, default=3,
         description='How often a failed job is repeated by default.')
     retryDelay = schema.Float(
-        title='Retry delay', min=0.0, default=0.0,
+        title='Retry delay', min=0.0, default=10.0,
         description='Seconds before the first repeat of a failed job; it '
-                    'doubles with each further repeat.')
+                    'doubles with each further repeat (see backoff.py).')
+    retryJitter = schema.Float(
+        title='Retry jitter', min=0.0, max=1.0, default=0.1,
+        description='Each repeat\'s delay is spread by up to this '
+                    'fraction of it, at random (0: exact delays).')
     maxConflictRetries = schema.Int(
         title='Conflict retries', min=0, default=5,
         description='How often a run whose commit conflicts is repeated '

@@ -7,7 +7,10 @@ savepoint of its own, their bookkeeping in a before-commit hook of the
 group's transaction; conflicts and storage faults run again (alone) and
 spend no attempt; any other failure is recorded in a transaction of its
 own.  While jobs run, a lease keeper thread renews their leases in short
-transactions that write only the lease objects.
+transactions that write only the lease objects.  A job whose cancel was
+requested while its task ran (cancelling.py) is not completed: the check
+after the task, before the commit, rolls its writes back (the whole run,
+or its task's savepoint in a group) and ``fail`` ends it cancelled.
 """
 import logging
 import threading
@@ -18,6 +21,7 @@ from transaction._transaction import Status as TxStatus
 from transaction.interfaces import TransientError
 from zope.component.hooks import setSite
 
+from lovely.remotetask import cancelling
 from lovely.remotetask import events
 from lovely.remotetask import interfaces
 from lovely.remotetask import storagefaults
@@ -169,6 +173,9 @@ class JobRunner:
             with runningAs(service, job):
                 output = service.runTask(job)
             checkTransaction(tm, txn)
+            # A cancel requested while the task ran: JobCancelled, rolled
+            # back below like a failure; ``_end`` ends it cancelled.
+            cancelling.checkRun(job)
             return output, None, None
         except BaseException as error:
             # BaseException too: a task calling sys.exit() must not end
@@ -219,6 +226,9 @@ class JobRunner:
                     service = conn.get(self.oid)
                     job = service.jobs.get(jobid)
                     held = self._holds(job)
+                    # Requested while an earlier run of this job conflicted
+                    # (see cancelling.py): end it without running it again.
+                    cancelled = held and cancelling.isRequested(job)
                 except Exception as error:
                     tm.abort()
                     if self._retryFault(jobid, error, faults):
@@ -226,6 +236,11 @@ class JobRunner:
                     raise
                 if not held:
                     self._leave(jobid, job)
+                    return
+                if cancelled:
+                    tm.abort()
+                    self._fail(jobid, interfaces.JobCancelled(jobid), None,
+                               now)
                     return
                 faults.held()
                 site = service.site()

@@ -9,7 +9,9 @@ processors take in ``steps.py``, the processors themselves in
 flag in ``workers.py``, retrying and the jobs' histories in
 ``history.py``, priorities in ``priorities.py``, the limits of tasks in
 ``tasklimits.py``, the lifetime of finished jobs in ``retention.py``,
-unique keys in ``uniqueness.py``, chains in ``dependencies.py``.
+unique keys in ``uniqueness.py``, chains in ``dependencies.py``,
+progress reports in ``progress.py``, cancelling running jobs in
+``cancelling.py``.
 ``_audit`` (see audit.py) records who cancelled, cleaned, retried,
 started and stopped.
 """
@@ -26,12 +28,14 @@ from zope.container.contained import Contained
 from zope.interface import implementer
 
 from lovely.remotetask import audit
+from lovely.remotetask import cancelling
 from lovely.remotetask import dependencies
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import priorities
 from lovely.remotetask import processor
+from lovely.remotetask import progress
 from lovely.remotetask import retention
 from lovely.remotetask import tasklimits
 from lovely.remotetask import uniqueness
@@ -42,6 +46,7 @@ from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
@@ -71,7 +76,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     # Read-only: assign a new dict to a service to change its arguments.
     processorArguments = types.MappingProxyType({'waitTime': 1.0})
     maxRetries = 3
-    retryDelay = 0.0
+    retryDelay = 10.0
+    retryJitter = 0.1
     maxConflictRetries = 5
     leaseTime = 60.0
     maxDataSize = limits.MAX_DATA_SIZE
@@ -191,6 +197,10 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def cancel(self, jobid):
         """See ITaskServiceManage."""
         job = self._job(jobid)
+        if job.status == PROCESSING:
+            cancelling.request(self, job)
+            audit.record(self, 'cancel', (jobid,), detail='running')
+            return True
         if job.status not in CANCELLABLE:
             return False
         self._unschedule(job)
@@ -261,6 +271,18 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def getError(self, jobid):
         """See ITaskServiceRead."""
         return self._job(jobid).error
+
+    def getProgress(self, jobid):
+        """See ITaskServiceRead."""
+        return progress.getProgress(self._job(jobid))
+
+    def isCancelled(self, jobid):
+        """See ITaskServiceRead."""
+        return cancelling.isCancelled(self._job(jobid))
+
+    def setProgress(self, jobid, fraction=None, message=None):
+        """See ITaskServiceProcessing."""
+        progress.setProgress(self._job(jobid), fraction, message)
 
     def hasJobsWaiting(self, now=None):
         """See ITaskServiceRead."""

@@ -2,7 +2,7 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
-``getJob``, ``getTaskLimits``,
+``getJob``, ``getTaskLimits``, ``getProgress``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
 queue (``add``, ``addCronJob``, ``startJob``, ``cancel``, ``retry``,
 ``retryAll``) need
@@ -366,8 +366,9 @@ class TaskServiceAPI(XMLRPCView):
 
     @published('boolean', 'int', permission=MANAGE)
     def cancel(self, jobid):
-        """Cancel a job; true if it was cancelled, false if it is running
-        or finished."""
+        """Cancel a job; true if it was cancelled (a running job: asked to
+        stop, it ends cancelled when its task returns), false if it is
+        finished."""
         return self._call('cancel', jobid)
 
     @published('boolean', 'int', permission=MANAGE)
@@ -444,6 +445,15 @@ class TaskServiceAPI(XMLRPCView):
             for name in ('keepCompleted', 'keepFailed'):
                 values[name] = formatRetention(values[name])
         return marshallable(limits)
+
+    @published('struct', 'int', permission=VIEW)
+    def getProgress(self, jobid):
+        """The progress the job's task last reported: fraction (0 to 1,
+        '' if it gave none), message ('' if none) and updated; an empty
+        struct if it reported none."""
+        report = self._call('getProgress', jobid)
+        return {} if report is None else marshallable(
+            removeSecurityProxy(report))
 
     @published('array', permission=VIEW)
     def listWorkers(self):

@@ -1,6 +1,6 @@
 """A job's own page (SERVICE/JOBID) and the detail cell of cron jobs.
 
-The page's buttons (Retry) change the job, so, as the Jobs tab's, they
+The page's buttons (Retry, Cancel) change the job, so, as the Jobs tab's, they
 act on POST requests only, refuse a POST from another site (403, see
 util.py), need ``lovely.remotetask.Manage`` and redirect (303 See Other)
 to the page, with a fixed message named in the query (``done``).
@@ -26,9 +26,11 @@ from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interaction import lookup
 from lovely.remotetask.limits import pickledSize
+from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import ICronJob
 from lovely.remotetask.interfaces import MANAGE
 from lovely.remotetask.interfaces import NotRetryable
+from lovely.remotetask.interfaces import PROCESSING
 
 
 _ = MessageFactory('lovely.remotetask')
@@ -49,6 +51,11 @@ PRETTY = 256 * 1024
 MESSAGES = {
     'retried': _('The job was queued again.'),
     'not-retryable': _('Only jobs in error or cancelled can be retried.'),
+    'cancelled': _('The job was cancelled.'),
+    'cancel-requested': _('The job is asked to stop: it ends cancelled when '
+                          'its task notices, or returns.'),
+    'not-cancelled': _('The job has finished: it can no longer be '
+                       'cancelled.'),
 }
 
 
@@ -149,6 +156,7 @@ class JobView(BrowserPage):
     #: (button name, label, method name, statuses it is shown in)
     buttons = (
         ('RETRY', _('Retry'), 'retry', RETRYABLE),
+        ('CANCEL', _('Cancel'), 'cancel', CANCELLABLE + (PROCESSING,)),
     )
 
     def __call__(self):
@@ -191,6 +199,35 @@ class JobView(BrowserPage):
         except NotRetryable:
             return 'not-retryable'  # its status changed since it was shown
         return 'retried'
+
+    def cancel(self):
+        job = self.context
+        if not job.__parent__.cancel(job.id):
+            return 'not-cancelled'
+        return 'cancel-requested' if job.status == PROCESSING else 'cancelled'
+
+    def progress(self):
+        """The job's last progress report as text: ``{'percent',
+        'message', 'updated'}``, or None."""
+        report = self.context.__parent__.getProgress(self.context.id)
+        if report is None:
+            return None
+        fraction = report['fraction']
+        return {'percent': None if fraction is None
+                else f'{fraction * 100:.0f} %',
+                'fraction': fraction,
+                'message': report['message'],
+                'updated': formatDate(report['updated'])}
+
+    def cancelRequested(self):
+        """Who asked the running job to stop, and when, as text; None if
+        nobody did."""
+        job = removeSecurityProxy(self.context)
+        request = job.cancelRequest
+        if job.status != PROCESSING or request is None \
+                or not request.requested:
+            return None
+        return ' '.join(filter(None, (formatDate(request.at), request.by)))
 
     def history(self):
         """The job's last attempts, newest first, as text by column."""

@@ -40,7 +40,7 @@ def test_suite():
         '../startup.rst', '../interaction.rst', '../audit.rst',
         '../workers.rst', '../jobcontrol.rst', '../retry.rst',
         '../metrics.rst', '../priorities.rst', '../tasklimits.rst',
-        '../retention.rst',
+        '../retention.rst', '../progress.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
     # docs/guarantees.rst, in a checkout (an installed package has no docs/).
     guarantees = os.path.join(os.path.dirname(__file__), os.pardir,

@@ -137,8 +137,9 @@ class SignatureTests(unittest.TestCase):
 
     def test_permissions(self):
         self.assertEqual(api.READ_METHODS, (
-            'getAvailableTasks', 'getError', 'getJob', 'getResult',
-            'getStatus', 'getTaskLimits', 'isPaused', 'listWorkers'))
+            'getAvailableTasks', 'getError', 'getJob', 'getProgress',
+            'getResult', 'getStatus', 'getTaskLimits', 'isPaused',
+            'listWorkers'))
         self.assertEqual(api.MANAGE_METHODS, (
             'add', 'addCronJob', 'cancel', 'pause', 'resume', 'retry',
             'retryAll', 'startJob'))
