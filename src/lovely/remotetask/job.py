@@ -56,6 +56,8 @@ class Job(persistent.Persistent):
     due = None
     # The job's key in its service's status index (see service.py).
     _statusKey = None
+    # A finished job's keys in the sort indexes (see sorting.py).
+    _sortKeys = None
 
     def __init__(self, id, task, input=None, status=interfaces.QUEUED,
                  created=None, maxRetries=None, retryDelay=None):

@@ -42,6 +42,9 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     The task filter of the UI; written by adds and cleans only.  Filtering
     by task and status together walks the status's keys and tests each id
     for membership in the task's set: no job is loaded.
+
+``_created``, ``_started``, ``_duration`` (time sets)
+    The sorts of ``listJobs(sort=...)``: see sorting.py.
 """
 import datetime
 import itertools
@@ -53,6 +56,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import sorting
 from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
@@ -106,6 +110,7 @@ class JobTable:
         self._counts = {status: Length() for status in STATUSES}
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
+        sorting.initIndexes(self)
 
     # -- jobs by id ----------------------------------------------------------
 
@@ -150,6 +155,7 @@ class JobTable:
             self._taskCounts[job.task] = Length()
         byTask.add(job.id)
         self._taskCounts[job.task].change(1)
+        sorting.added(self, job)
 
     def _newest(self, status, limit=None):
         """The ids of up to ``limit`` (None: all) jobs in ``status``, the
@@ -171,15 +177,16 @@ class JobTable:
         """Remove up to ``limit`` (None: all) jobs in ``status``, the
         oldest first; return their ids (an IITreeSet).
 
-        Linear in the jobs removed, and no job is loaded: each removed id
-        is looked up in each task's id set (there are few tasks), no set
-        is walked.
+        Linear in the jobs removed: each removed id is looked up in each
+        task's id set (there are few tasks), no set is walked; each job is
+        loaded for its keys in the sort indexes (sorting.py).
         """
         index = self._index[status]
         keys = list(itertools.islice(timeKeys(index), limit))
         jobids = [keyId(key) for key in keys]
         for key, jobid in zip(keys, jobids):
             index.remove(key)
+            sorting.removed(self, self.jobs[jobid])
             del self.jobs[jobid]
         self._counts[status].change(-len(keys))
         for task, ids in self._byTask.items():
@@ -197,9 +204,11 @@ class JobTable:
     def _setStatus(self, job, status, at=None):
         """Move ``job`` to ``status`` in the index, keyed by ``at`` (now)."""
         old = job.status
-        key = timeKey(now_(at), job.id)
+        when = now_(at)
+        key = timeKey(when, job.id)
         if old == status and job._statusKey == key:
             return
+        sorting.statusChanged(self, job, old, status, when)
         if old is not None:
             self._index[old].remove(job._statusKey)
             if old != status:
@@ -335,9 +344,13 @@ class JobTable:
             return timeset.timeIds(self._index[status])
         return iter(self.jobs.keys())
 
-    def countJobs(self, status=None, task=None):
+    def countJobs(self, status=None, task=None, createdAfter=None,
+                  createdBefore=None):
         """See ITaskServiceRead."""
         self._checkStatus(status)
+        if createdAfter is not None or createdBefore is not None:
+            return sorting.countIds(self, status, task, createdAfter,
+                                    createdBefore)
         if task is None and status is None:
             # The counters, not len(self.jobs), which walks every bucket.
             return sum(count() for count in self._counts.values())
@@ -350,19 +363,33 @@ class JobTable:
         return sum(1 for jobid in self._filtered(status, task))
 
     def listJobs(self, status=None, task=None, start=0, size=None,
-                 reverse=False, after=None):
+                 reverse=False, after=None, sort=None, createdAfter=None,
+                 createdBefore=None):
         """See ITaskServiceRead."""
+        self._checkStatus(status)
+        sorting.checkSort(sort)
+        if sort is None and (createdAfter is not None
+                             or createdBefore is not None):
+            sort = 'created'
+        if sort is not None:
+            ids = sorting.listIds(self, sort, status, task, start, size,
+                                  reverse, after, createdAfter, createdBefore)
+            return [self.jobs[jobid] for jobid in ids]
         ids = self._idsAfter(status, task, after, reverse)
         stop = None if size is None else start + size
         return [self.jobs[jobid]
                 for jobid in itertools.islice(ids, start, stop)]
 
-    def cursor(self, job, status=None, task=None):
+    def cursor(self, job, status=None, task=None, sort=None):
         """See ITaskServiceRead."""
-        if status is None:
+        sorting.checkSort(sort)
+        if status is None and sort is None:
             return job.id
         # The stored job, not the one given (which may be proxied).
-        return self._job(job.id)._statusKey
+        job = self._job(job.id)
+        if sort is None:
+            return job._statusKey
+        return sorting.cursor(self, job, sort)
 
     def _idsAfter(self, status, task, after, reverse):
         """The ids of ``listJobs(status, task)`` after the cursor

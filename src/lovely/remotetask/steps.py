@@ -113,7 +113,7 @@ class ProcessingSteps:
         return Lease(worker, now + datetime.timedelta(seconds=self.leaseTime))
 
     def _start(self, job, worker, now, lease=None):
-        self._setStatus(job, PROCESSING)
+        self._setStatus(job, PROCESSING, now)
         job.attempts += 1
         job.started = now
         job.worker = worker
@@ -144,7 +144,7 @@ class ProcessingSteps:
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
         else:
-            self._setStatus(job, COMPLETED)
+            self._setStatus(job, COMPLETED, now)
 
     def _log(self, level, message, *args):
         """Log when the current transaction commits (not if it aborts).
@@ -194,8 +194,9 @@ class ProcessingSteps:
                       job.id, job.task, attempt,
                       f' in {delay:g} s' if delay else '', message)
             return 'retry'
-        self._setStatus(job, ERROR)
+        # Completed first: the sort indexes read it (sorting.py).
         job.completed = now
+        self._setStatus(job, ERROR, now)
         # The job keeps the message and the traceback; the log says where.
         self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
                   job.task, attempt if retry else 'not repeated', message)
