@@ -6,11 +6,23 @@ A POST from a page of another site is refused (403, see util.py).  They
 need ``lovely.remotetask.Manage``; users who may only look at the service
 (``lovely.remotetask.View``) see neither the buttons nor the checkboxes.
 
+The buttons that change many jobs at once (Cancel all, the Remove
+buttons, the Retry buttons) first answer with a page that says what will
+happen to how many jobs; its button posts again, with ``confirmed``.
+
 After a button did its work, the page redirects (303 See Other) to
 itself, so that reloading it does not post the form again.  The message
 of the button travels in the query (``done``, with its numbers): only the
 fixed messages below can be shown that way.
+
+The search (a GET form): a job id jumps to the job's page; status, task
+and a time range of creation (``createdAfter``, ``createdBefore``: UTC,
+``YYYY-MM-DD HH:MM[:SS]`` or the ``T`` form of a browser's date field)
+filter the table.  ``jobs.json`` (``JobsData``) is the same data for the
+live refresh of the page (jobs.js): the counts and the rows of the page.
 """
+import datetime
+import json
 from urllib.parse import parse_qsl
 from urllib.parse import urlencode
 
@@ -26,6 +38,7 @@ from lovely.remotetask import bulk
 from lovely.remotetask.browser.table import JobsTable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
@@ -48,7 +61,53 @@ MESSAGES = {
     'cleaned': (_('Cleaned ${count} Jobs'), ('count',)),
     'started': (_('Processing started'), ()),
     'stopped': (_('Processing stopped'), ()),
+    'retried': (_('${count} jobs queued again'), ('count',)),
 }
+
+#: The buttons that ask first, and what they tell before:
+#: name -> (message with ``count``, statuses counted or None: selected).
+CONFIRM = {
+    'CANCEL_ALL': (_('Cancel all: ${count} jobs that wait (queued, '
+                     'delayed, cron, start later) will be cancelled.'),
+                   CANCELLABLE),
+    'CLEAN_COMPLETED': (_('Remove completed: ${count} completed jobs will '
+                          'be removed for good.'), (COMPLETED,)),
+    'CLEAN_CANCELLED': (_('Remove cancelled: ${count} cancelled jobs will '
+                          'be removed for good.'), (CANCELLED,)),
+    'CLEAN_ERROR': (_('Remove error: ${count} failed jobs will be removed '
+                      'for good.'), (ERROR,)),
+    'CLEAN_ALL': (_('Remove all: ${count} finished jobs (completed, '
+                    'cancelled, error) will be removed for good.'),
+                  REMOVABLE),
+    'RETRY': (_('Retry: the ${count} selected jobs will be queued again '
+                '(those that failed or were cancelled).'), None),
+    'RETRY_ALL': (_('Retry all: ${count} failed jobs${of} will be queued '
+                    'again.'), 'retryable'),
+}
+#: The time formats of the search's time range (UTC).
+TIME_FORMATS = ('%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M', '%Y-%m-%d %H:%M:%S',
+                '%Y-%m-%d %H:%M', '%Y-%m-%d')
+#: Seconds between two refreshes of the live page.
+REFRESH = 3
+
+
+def parseTime(text):
+    """A time of the search as an aware UTC datetime; None if it is not.
+
+    >>> parseTime('2026-05-01T10:30'), parseTime(' 2026-05-01 ')
+    (datetime.datetime(2026, 5, 1, 10, 30, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 5, 1, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> parseTime('yesterday'), parseTime(['2026-05-01'])
+    (None, None)
+    """
+    if not isinstance(text, str):
+        return None
+    for format in TIME_FORMATS:
+        try:
+            return datetime.datetime.strptime(text.strip(), format).replace(
+                tzinfo=datetime.timezone.utc)
+        except ValueError:
+            continue
+    return None
 
 #: The query parameters of a message.
 DONE_PARAMETERS = {'done'} | {name for text, names in MESSAGES.values()
@@ -80,6 +139,8 @@ class JobsView(BrowserPage):
     #: (button name, label, method name): in the order they are shown
     buttons = (
         ('CANCEL', _('Cancel'), 'cancelSelected'),
+        ('RETRY', _('Retry'), 'retrySelected'),
+        ('RETRY_ALL', _('Retry all'), 'retryAll'),
         ('CANCEL_ALL', _('Cancel all'), 'cancelAll'),
         ('CLEAN_COMPLETED', _('Remove completed'), 'cleanCompleted'),
         ('CLEAN_CANCELLED', _('Remove cancelled'), 'cleanCancelled'),
@@ -89,7 +150,12 @@ class JobsView(BrowserPage):
         ('STOP_PROCESSING', _('Stop Processing'), 'stopProcessing'),
     )
 
+    confirmTemplate = ViewPageTemplateFile('confirm.pt')
+
     message = None
+    #: The button waiting for confirmation: ``{'name', 'label', 'text',
+    #: 'count', 'jobs'}``.
+    confirmation = None
 
     def __call__(self):
         refused = refuseCrossOrigin(self.request)
@@ -97,6 +163,8 @@ class JobsView(BrowserPage):
             return refused
         if self.update():
             return ''
+        if self.confirmation is not None:
+            return self.confirmTemplate()
         return self.template()
 
     def update(self):
@@ -104,22 +172,77 @@ class JobsView(BrowserPage):
         is a redirect."""
         self.status = self._choice('status', STATUSES)
         self.task = self._choice('task', self.taskNames())
+        self.readTimeRange()
         self.table = JobsTable(self.context, self.request,
                                status=self.status, task=self.task,
-                               selectable=self.canManage())
+                               selectable=self.canManage(),
+                               created=self.created,
+                               createdQuery=self.createdQuery)
         if self.request.method == 'POST':
             done = self.handleButtons()
             if done is not None:
                 self.request.response.redirect(self.doneURL(*done),
                                                status=303)
                 return True
+            if self.confirmation is not None:
+                return False
         else:
-            self.message = self.doneMessage()
+            self.message = self.doneMessage() or self.message
+            if self.jumpToJob():
+                return True
         self.table.update()
         return False
 
+    def readTimeRange(self):
+        """The search's time range: ``created`` (for the service) and
+        ``createdQuery`` (the text, for the links); a time that is not
+        one is dropped, and said so."""
+        self.created, self.createdQuery = {}, {}
+        for name in ('createdAfter', 'createdBefore'):
+            text = self._param(name)
+            if not text or not isinstance(text, str):
+                continue
+            when = parseTime(text)
+            if when is None:
+                self.message = _('Not a time: ${text} (YYYY-MM-DD HH:MM, '
+                                 'UTC)', mapping={'text': text[:40]})
+                continue
+            self.created[name] = when
+            self.createdQuery[name] = text.strip()
+
+    def jumpToJob(self):
+        """A job id searched for: redirect to the job's page if there is
+        such a job (true), else say so."""
+        text = self.request.form.get('jobid')
+        if not text or not isinstance(text, str) or not text.strip():
+            return False
+        jobid = _number(text.lstrip('#'))
+        job = None if jobid is None else removeSecurityProxy(
+            self.context).jobs.get(jobid)
+        if job is None:
+            self.message = _('There is no job ${id}.',
+                             mapping={'id': text.strip()[:20]})
+            return False
+        self.request.response.redirect(
+            f'{absoluteURL(self.context, self.request)}/{jobid}')
+        return True
+
+    def searched(self):
+        """Does the page show a search's result (any filter)?"""
+        return bool(self.status or self.task or self.created)
+
+    def _param(self, name):
+        """A filter of the page: from the form, else (a POST, whose query
+        the publisher does not read) from the query of the URL."""
+        form = self.request.form
+        if name in form or self.request.method != 'POST':
+            return form.get(name)
+        values = [value for key, value in parse_qsl(
+            self.request.get('QUERY_STRING', '')) if key == name]
+        return values[0] if len(values) == 1 else None
+
     def _choice(self, name, allowed):
-        value = self.request.form.get(name)
+        value = self._param(name)
         return value if isinstance(value, str) and value in allowed else None
 
     def doneURL(self, key, numbers):
@@ -183,6 +306,7 @@ class JobsView(BrowserPage):
         service = self.context
         return [{'status': status,
                  'count': service.countJobs(status=status),
+                 'cssName': statusClass(status)[len('status-'):],
                  'cssClass': statusClass(status),
                  'selected': status == self.status,
                  'url': self.table.url(status=status, task=None)}
@@ -211,14 +335,42 @@ class JobsView(BrowserPage):
         """The URL of the service (the filter form goes there)."""
         return absoluteURL(self.context, self.request)
 
+    def liveURL(self):
+        """The JSON of this page (jobs.json, with its query)."""
+        query = self.request.get('QUERY_STRING', '')
+        kept = urlencode([(name, value) for name, value in parse_qsl(
+            query, keep_blank_values=True) if name not in DONE_PARAMETERS])
+        url = absoluteURL(self.context, self.request) + '/@@jobs.json'
+        return f'{url}?{kept}' if kept else url
+
+    def refreshInterval(self):
+        """Seconds between two refreshes of the live page."""
+        return REFRESH
+
+    def firstPage(self):
+        """Is the table at its first page (which the live refresh
+        renews)?"""
+        batch = self.table.batch
+        return batch is None or not batch.start
+
     def visibleButtons(self):
         """The buttons for this user and this state of the service."""
         if not self.canManage():
             return []
-        hidden = ('STOP_PROCESSING' if not self.isProcessing()
-                  else 'START_PROCESSING')
+        hidden = {'STOP_PROCESSING' if not self.isProcessing()
+                  else 'START_PROCESSING'}
+        if not self.canRetry():
+            hidden |= {'RETRY', 'RETRY_ALL'}
+        elif self.status not in (None, ERROR) or self.created:
+            # Retry all retries the failed jobs (of the task filter).
+            hidden.add('RETRY_ALL')
         return [{'name': name, 'label': label}
-                for name, label, method in self.buttons if name != hidden]
+                for name, label, method in self.buttons
+                if name not in hidden]
+
+    def canRetry(self):
+        """Can the service queue failed jobs again (``retry``)?"""
+        return hasattr(removeSecurityProxy(self.context), 'retryAll')
 
     # -- the buttons ---------------------------------------------------------
 
@@ -226,10 +378,47 @@ class JobsView(BrowserPage):
         """Run the action of the pressed button; return what it tells,
         ``(key of MESSAGES, numbers)``, or None if no button was pressed.
         """
+        form = self.request.form
         for name, label, method in self.buttons:
-            if name in self.request.form:
+            if name in form:
+                if name in CONFIRM and 'confirmed' not in form:
+                    self.confirm(name, label)
+                    return None
                 return getattr(self, method)()
         return None
+
+    # -- confirmation ----------------------------------------------------------
+
+    def confirm(self, name, label):
+        """Ask before the button ``name`` acts: set ``confirmation``."""
+        if not self.canManage():
+            raise Unauthorized('lovely.remotetask.Manage is needed')
+        text, counted = CONFIRM[name]
+        jobs = []
+        if counted is None:
+            jobids, selected = self.selectedIds()
+            jobs = [jobid for jobid in jobids if jobid is not None]
+            count = len(jobs)
+        elif counted == 'retryable':
+            count = self.context.countJobs(status=ERROR, task=self.task)
+        else:
+            count = sum(self.context.countJobs(status=status)
+                        for status in counted)
+        of = ''
+        if counted == 'retryable' and self.task is not None:
+            of = f' of task {self.task}'
+        self.confirmation = {
+            'name': name, 'label': label, 'count': count, 'jobs': jobs,
+            'text': _(text, mapping={'count': count, 'of': of})}
+
+    def backURL(self):
+        """The page the confirmation came from, with its query (Back;
+        the confirmation posts there too)."""
+        query = urlencode([(name, value) for name, value in parse_qsl(
+            self.request.get('QUERY_STRING', ''), keep_blank_values=True)
+            if name not in DONE_PARAMETERS])
+        url = absoluteURL(self.context, self.request)
+        return f'{url}?{query}' if query else url
 
     def selectedIds(self):
         """The ids of the selected jobs, and how many values were sent.
@@ -271,6 +460,26 @@ class JobsView(BrowserPage):
         bulk.cancelAll(self._unproxied())
         return 'all-cancelled', {}
 
+    def retrySelected(self):
+        jobids, selected = self.selectedIds()
+        if not selected:
+            return 'none-selected', {}
+        retried = 0
+        for jobid in jobids:
+            if jobid is None:
+                continue
+            try:
+                retried += bool(self.context.retry(jobid))
+            except (KeyError, ValueError):
+                pass
+        return 'retried', {'count': retried}
+
+    def retryAll(self):
+        service, task = self._unproxied(), self.task
+        count = bulk.inBatches(service, lambda service, size:
+                               service.retryAll(ERROR, task, limit=size))
+        return 'retried', {'count': count}
+
     def _clean(self, statuses):
         return 'cleaned', {'count': bulk.clean(self._unproxied(), statuses)}
 
@@ -293,3 +502,41 @@ class JobsView(BrowserPage):
     def stopProcessing(self):
         self.context.stopProcessing()
         return 'stopped', {}
+
+
+class JobsData(JobsView):
+    """``jobs.json``: the counts and the rows of the Jobs tab, for its
+    live refresh (jobs.js); GET only, the query of the page.
+
+    ``rows`` is the markup of the table's rows (escaped as on the page),
+    or null when the page is not the first (a later page is not renewed:
+    its rows would move under the reader).
+    """
+
+    def __call__(self):
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
+        self.status = self._choice('status', STATUSES)
+        self.task = self._choice('task', self.taskNames())
+        self.readTimeRange()
+        self.table = JobsTable(self.context, self.request,
+                               status=self.status, task=self.task,
+                               selectable=self.canManage(),
+                               created=self.created,
+                               createdQuery=self.createdQuery)
+        self.table.update()
+        data = {
+            'counts': {item['status']: item['count']
+                       for item in self.statusCounts()},
+            'total': self.totalCount(),
+            'found': self.filteredCount(),
+            'jobs': [{'id': row[0][0].id, 'status': row[0][0].status}
+                     for row in self.table.rows],
+            'rows': (self.table.renderRows()
+                     if self.firstPage() else None),
+        }
+        response = self.request.response
+        response.setHeader('Content-Type', 'application/json')
+        response.setHeader('Cache-Control', 'no-store')
+        return json.dumps(data)
