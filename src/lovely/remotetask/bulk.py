@@ -11,11 +11,17 @@ A batch step is ``step(service, size)``: it changes at most ``size`` jobs
 and returns how many it changed; the steps are repeated until one changes
 fewer than ``size``.
 """
+import datetime
 import logging
 import random
 import time
 
 from transaction.interfaces import TransientError
+
+from lovely.remotetask import history
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.jobtable import now_
+from lovely.remotetask.timeset import timeKey
 
 
 log = logging.getLogger('lovely.remotetask')
@@ -68,3 +74,18 @@ def cancelAll(service, size=BATCH_SIZE):
 def clean(service, status, size=BATCH_SIZE):
     """Remove the jobs in ``status``, in batches; return how many."""
     return inBatches(service, lambda s, n: s.clean(status, limit=n), size)
+
+
+def retryAll(service, status=ERROR, task=None, size=BATCH_SIZE):
+    """Retry the jobs in ``status`` (of ``task``), in batches; return how
+    many.
+
+    Only the jobs that were in the status when it began (to the second:
+    the index keys have whole seconds): a job that fails again later is
+    left there, so that the batches end even while processors fail jobs
+    as fast as they are retried.
+    """
+    history.checkStatus(status)  # a bad status raises before any commit
+    before = timeKey(now_() + datetime.timedelta(seconds=1), 0)
+    return inBatches(service, lambda s, n: history.retryAll(
+        s, status, task, n, before), size)

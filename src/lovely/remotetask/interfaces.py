@@ -85,6 +85,35 @@ class InvalidJobId(ValueError):
         return f'Job ids are integers in [1, 2**31), not {self.jobid!r}'
 
 
+class NotRetryable(ValueError):
+    """Only a job in ``error`` or ``cancelled`` can be retried."""
+
+    def __init__(self, jobid, status):
+        super().__init__(jobid, status)
+        self.jobid = jobid
+        self.status = status
+
+    def __str__(self):
+        return (f'Job {self.jobid} is {self.status}: only jobs in error or '
+                f'cancelled can be retried')
+
+
+class JobCancelled(Exception):
+    """The job's cancel was requested while it ran (see cancelling.py).
+
+    The processor raises it instead of completing such a job; a task that
+    finds ``service.isCancelled(jobid)`` true may raise it to stop early.
+    Either way the job ends ``cancelled``, its task's writes rolled back.
+    """
+
+    def __init__(self, jobid):
+        super().__init__(jobid)
+        self.jobid = jobid
+
+    def __str__(self):
+        return f'Job {self.jobid} was cancelled while it ran'
+
+
 class DataTooLarge(ValueError):
     """A job's input is larger than its service takes (``maxDataSize``).
     """
@@ -165,6 +194,10 @@ class IJob(Interface):
         description='The id of the principal who added the job (the job '
                     'runs as this principal), or None when it was added '
                     'outside an interaction.')
+    history = Attribute(
+        'The last attempts of the job, oldest first: a tuple of '
+        '``history.Attempt`` (number, started, ended, worker, outcome, '
+        'error); see history.py.')
 
 
 class ICronJob(IJob):
@@ -227,6 +260,19 @@ class ITaskServiceRead(Interface):
 
     def getError(jobid):
         """The error message of the job, or None if it has none."""
+
+    def getProgress(jobid):
+        """The progress the job's task reported in its current (or last)
+        attempt: ``{'fraction', 'message', 'updated'}`` (fraction in [0,
+        1] or None, message text or None, updated an aware UTC datetime),
+        or None if it reported none.  See progress.py."""
+
+    def isCancelled(jobid):
+        """Is the job cancelled, or its cancel requested while it runs?
+
+        Reads the database as it is now, not as of the current
+        transaction's beginning: a running task polls it (see
+        cancelling.py)."""
 
     def hasJobsWaiting(now=None):
         """True if a job is due for processing at ``now``."""
@@ -319,10 +365,33 @@ class ITaskServiceManage(Interface):
         """Apply a cron job's changed schedule (see ``ICronJob.update``)."""
 
     def cancel(jobid):
-        """Cancel a queued, delayed, cron or start-later job.
+        """Cancel a queued, delayed, cron or start-later job; request the
+        cancel of a running one.
 
-        Returns True if the job was cancelled, False if its status does not
-        allow it (it is running or finished).
+        Returns True if the job was cancelled or its cancel requested,
+        False if its status does not allow it (it is finished).  A running
+        job ends ``cancelled`` (its task's writes rolled back) when its
+        task returns or fails, or its worker is found dead; its task may
+        poll ``isCancelled`` to stop early (see cancelling.py).
+        """
+
+    def retry(jobid):
+        """Queue a job in ``error`` or ``cancelled`` again; returns None.
+
+        Its attempts start again from none, its error is cleared (and
+        kept in its history); a cron job goes back to its schedule.  A
+        job in any other status raises ``NotRetryable`` (a
+        ``ValueError``).  Recorded in the audit log.
+        """
+
+    def retryAll(status='error', task=None, limit=None):
+        """Retry the jobs in ``status`` (``error`` or ``cancelled``, or
+        a sequence of them) of ``task`` (None: any), the oldest first;
+        return how many were queued again.
+
+        With ``limit``, at most that many (see ``cancelAll``;
+        ``bulk.retryAll`` retries in batches).  Another status raises
+        ``ValueError`` and retries nothing.
         """
 
     def cancelAll(limit=None):
@@ -393,7 +462,15 @@ class ITaskServiceProcessing(Interface):
         """Record a failed run (message and traceback text) and repeat the
         job if it has attempts left, unless ``retry`` is false or the error
         is a ``TaskError`` or ``TransactionEnded``; returns 'retry',
-        'rescheduled' or 'error'."""
+        'rescheduled' or 'error'.  A job whose cancel was requested (or
+        whose task raised ``JobCancelled``) ends 'cancelled' instead."""
+
+    def setProgress(jobid, fraction=None, message=None):
+        """Report the progress of a running job, from its task: committed
+        at once, in a transaction of its own that never conflicts with the
+        run's (see progress.py).  ``fraction`` from 0 to 1 or None,
+        ``message`` text or None; a bad one raises ``ValueError``, as does
+        a job that is not running."""
 
     def recover(now=None):
         """Take back the jobs whose lease expired; return their ids."""

@@ -8,7 +8,9 @@ the claim that starts it, by the run that completes it and by cancel.
 Two of those at once are a real conflict (for example a cancel racing a
 claim), and the ZODB reports it as one: nothing here resolves conflicts.
 The lease of a running job is a separate persistent object so that the
-worker can renew it while the run transaction holds the job.
+worker can renew it while the run transaction holds the job; so are its
+progress (progress.py) and its cancel request (cancelling.py), which
+other short transactions write while the job runs.
 """
 import datetime
 import math
@@ -51,6 +53,13 @@ class Job(persistent.Persistent):
     lease = None
     #: The id of the principal who added the job (see interaction.py).
     addedBy = None
+    #: The last attempts, oldest first (see history.py).
+    history = ()
+    #: What the task reported of the current attempt (see progress.py)
+    #: and the request to cancel it (see cancelling.py): persistent
+    #: objects of their own, created by the first claim.
+    progress = None
+    cancelRequest = None
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None

@@ -18,6 +18,7 @@ from transaction._transaction import Status as TxStatus
 from transaction.interfaces import TransientError
 from zope.component.hooks import setSite
 
+from lovely.remotetask import cancelling
 from lovely.remotetask import interfaces
 from lovely.remotetask import storagefaults
 from lovely.remotetask.interaction import runningAs
@@ -167,6 +168,9 @@ class JobRunner:
             with runningAs(service, job):
                 output = service.runTask(job)
             checkTransaction(tm, txn)
+            # A cancel requested while the task ran: JobCancelled, rolled
+            # back below like a failure; ``_end`` ends it cancelled.
+            cancelling.checkRun(job)
             return output, None, None
         except BaseException as error:
             # BaseException too: a task calling sys.exit() must not end
@@ -224,6 +228,13 @@ class JobRunner:
                     raise
                 if not held:
                     self._leave(jobid, job)
+                    return
+                if cancelling.isRequested(job):
+                    # Requested while an earlier run of this job conflicted
+                    # (see cancelling.py): end it without running it again.
+                    tm.abort()
+                    self._fail(jobid, interfaces.JobCancelled(jobid), None,
+                               now)
                     return
                 faults.held()
                 site = service.site()

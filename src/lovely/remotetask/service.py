@@ -6,8 +6,10 @@ structures it keeps its jobs in, and how they behave under concurrent
 transactions, are in ``jobtable.py`` (and ``timeset.py``), the steps
 processors take in ``steps.py``, the processors themselves in
 ``processor.py``, the registry of the workers and the cluster's pause
-flag in ``workers.py``.  ``_audit`` (see audit.py) records who
-cancelled, cleaned, started and stopped.
+flag in ``workers.py``, retrying and the jobs' histories in
+``history.py``, progress reports in ``progress.py``, cancelling running
+jobs in ``cancelling.py``.  ``_audit`` (see audit.py) records who cancelled,
+cleaned, retried, started and stopped.
 """
 import datetime
 import traceback as tb_module
@@ -22,15 +24,20 @@ from zope.container.contained import Contained
 from zope.interface import implementer
 
 from lovely.remotetask import audit
+from lovely.remotetask import cancelling
+from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import processor
+from lovely.remotetask import progress
 from lovely.remotetask.interaction import currentPrincipalId
 from lovely.remotetask.interaction import runningAs
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
@@ -157,12 +164,24 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def cancel(self, jobid):
         """See ITaskServiceManage."""
         job = self._job(jobid)
+        if job.status == PROCESSING:
+            cancelling.request(self, job)
+            audit.record(self, 'cancel', (jobid,), detail='running')
+            return True
         if job.status not in CANCELLABLE:
             return False
         self._unschedule(job)
         self._setStatus(job, CANCELLED)
         audit.record(self, 'cancel', (jobid,))
         return True
+
+    def retry(self, jobid):
+        """See ITaskServiceManage."""
+        history.retry(self, self._job(jobid))
+
+    def retryAll(self, status=ERROR, task=None, limit=None):
+        """See ITaskServiceManage."""
+        return history.retryAll(self, status, task, limit)
 
     def cancelAll(self, limit=None):
         """See ITaskServiceManage."""
@@ -205,6 +224,18 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     def getError(self, jobid):
         """See ITaskServiceRead."""
         return self._job(jobid).error
+
+    def getProgress(self, jobid):
+        """See ITaskServiceRead."""
+        return progress.getProgress(self._job(jobid))
+
+    def isCancelled(self, jobid):
+        """See ITaskServiceRead."""
+        return cancelling.isCancelled(self._job(jobid))
+
+    def setProgress(self, jobid, fraction=None, message=None):
+        """See ITaskServiceProcessing."""
+        progress.setProgress(self._job(jobid), fraction, message)
 
     def hasJobsWaiting(self, now=None):
         """See ITaskServiceRead."""

@@ -32,8 +32,11 @@ import logging
 import math
 
 
+from lovely.remotetask import cancelling
+from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
+from lovely.remotetask import progress
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
@@ -118,10 +121,19 @@ class ProcessingSteps:
         job.started = now
         job.worker = worker
         job.lease = lease or self._newLease(worker, now)
+        # Objects of their own, which short transactions write while the
+        # job runs (see progress.py, cancelling.py): made here, where the
+        # job is written anyway.
+        progress.startAttempt(job)
+        cancelling.startAttempt(job)
 
     def runJob(self, job, now=None):
         """See ITaskServiceProcessing."""
-        self.complete(job, self.runTask(job), now)
+        output = self.runTask(job)
+        # A cancel requested while the task ran: not completed (the
+        # caller rolls the task's writes back and calls ``fail``).
+        cancelling.checkRun(job)
+        self.complete(job, output, now)
 
     def runTask(self, job):
         """Run a claimed job's task; return its output (checked storable).
@@ -140,6 +152,7 @@ class ProcessingSteps:
         job.output = output
         job.error = job.traceback = None
         job.completed = now
+        history.recordAttempt(job, history.COMPLETED, now)
         job.lease = None
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
@@ -158,11 +171,16 @@ class ProcessingSteps:
     def fail(self, job, error, traceback=None, now=None, retry=True):
         """See ITaskServiceProcessing."""
         now = now_(now)
+        if isinstance(error, interfaces.JobCancelled) \
+                or cancelling.isRequested(job):
+            # Whatever failed: the job was to end (see cancelling.py).
+            return cancelling.end(self, job, now)
         retry = retry and not isinstance(error, NOT_REPEATED)
         message = error if isinstance(error, str) else formatError(error)
         job.error = message
         job.traceback = traceback
         job.lease = None
+        history.recordAttempt(job, history.FAILED, now, message)
         retries = self.maxRetries if job.maxRetries is None \
             else job.maxRetries
         attempt = f'attempt {job.attempts} of {retries + 1}'

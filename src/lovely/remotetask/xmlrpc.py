@@ -2,9 +2,10 @@
 
 Every method is called by a POST to the service's URL.  Methods that look
 (``getAvailableTasks``, ``getStatus``, ``getResult``, ``getError``,
-``getJob``,
+``getJob``, ``getProgress``,
 ``system.*``) need ``lovely.remotetask.View``; methods that change the
-queue (``add``, ``addCronJob``, ``startJob``, ``cancel``) need
+queue (``add``, ``addCronJob``, ``startJob``, ``cancel``, ``retry``,
+``retryAll``) need
 ``lovely.remotetask.Manage``.  The permission of each method is declared
 once, with the method (``published``); the traverser of the service
 enforces it.
@@ -42,11 +43,14 @@ from zope.security.checker import Checker
 from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 
+from lovely.remotetask import bulk
+from lovely.remotetask import history
 from lovely.remotetask.interfaces import DataTooLarge
 from lovely.remotetask.interfaces import InvalidJobId
 from lovely.remotetask.interfaces import InvalidSchedule
 from lovely.remotetask.interfaces import MANAGE
 from lovely.remotetask.interfaces import NoSuchJob
+from lovely.remotetask.interfaces import NotRetryable
 from lovely.remotetask.interfaces import UnknownTask
 from lovely.remotetask.interfaces import VIEW
 
@@ -63,6 +67,9 @@ FAULT_INVALID_SCHEDULE = 4
 FAULT_FORBIDDEN = 403
 #: The job's input is larger than the service takes (its maxDataSize).
 FAULT_DATA_TOO_LARGE = 5
+#: Only a job in error or cancelled can be retried (or a bad status for
+#: retryAll).
+FAULT_NOT_RETRYABLE = 6
 #: The body is not well-formed XML (the XML-RPC interoperability codes
 #: follow).
 FAULT_PARSE_ERROR = -32700
@@ -83,6 +90,7 @@ _FAULTS = (
     (InvalidJobId, FAULT_INVALID_JOB_ID),
     (InvalidSchedule, FAULT_INVALID_SCHEDULE),
     (DataTooLarge, FAULT_DATA_TOO_LARGE),
+    (NotRetryable, FAULT_NOT_RETRYABLE),
 )
 _ERRORS = tuple(exception for exception, code in _FAULTS)
 
@@ -332,6 +340,28 @@ class TaskServiceAPI(XMLRPCView):
         or finished."""
         return self._call('cancel', jobid)
 
+    @published('boolean', 'int', permission=MANAGE)
+    def retry(self, jobid):
+        """Queue a job in error or cancelled again (its attempts start
+        again from none); returns true.  A job in another status is a
+        fault (6)."""
+        self._call('retry', jobid)
+        return True
+
+    @published('int', 'string', 'string', permission=MANAGE)
+    def retryAll(self, status='error', task=''):
+        """Retry the jobs in `status` ('error' or 'cancelled') of `task`
+        ('': any task), in batches of their own transactions; return how
+        many were queued again."""
+        _check('status', status, str)
+        _check('task', task, str)
+        try:
+            history.checkStatus(status)
+        except ValueError as error:
+            raise xmlrpc.client.Fault(FAULT_NOT_RETRYABLE, str(error))
+        return bulk.retryAll(removeSecurityProxy(self.context), status,
+                             task or None)
+
     @published('string', 'int', permission=VIEW)
     def getStatus(self, jobid):
         """The status of a job."""
@@ -365,6 +395,15 @@ class TaskServiceAPI(XMLRPCView):
         with faults():
             job = removeSecurityProxy(self.context)._job(jobid)
         return marshallable({name: getattr(job, name) for name in JOB_DATA})
+
+    @published('struct', 'int', permission=VIEW)
+    def getProgress(self, jobid):
+        """The progress the job's task last reported: fraction (0 to 1,
+        '' if it gave none), message ('' if none) and updated; an empty
+        struct if it reported none."""
+        report = self._call('getProgress', jobid)
+        return {} if report is None else marshallable(
+            removeSecurityProxy(report))
 
     @published('array', permission=VIEW)
     def listWorkers(self):

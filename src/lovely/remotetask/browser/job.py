@@ -1,21 +1,36 @@
-"""A job's own page (SERVICE/JOBID) and the detail cell of cron jobs."""
+"""A job's own page (SERVICE/JOBID) and the detail cell of cron jobs.
+
+The page's buttons (Retry, Cancel) change the job, so, as the Jobs tab's, they
+act on POST requests only, refuse a POST from another site (403, see
+util.py), need ``lovely.remotetask.Manage`` and redirect (303 See Other)
+to the page, with a fixed message named in the query (``done``).
+"""
 import html
 import pprint
 import reprlib
+from urllib.parse import urlencode
 
 from zope.browserpage import ViewPageTemplateFile
 from zope.i18n import translate
 from zope.i18nmessageid import MessageFactory
 from zope.publisher.browser import BrowserPage
+from zope.security import checkPermission
+from zope.security.interfaces import Unauthorized
 from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
 from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interaction import lookup
 from lovely.remotetask.limits import pickledSize
+from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import ICronJob
+from lovely.remotetask.interfaces import MANAGE
+from lovely.remotetask.interfaces import NotRetryable
+from lovely.remotetask.interfaces import PROCESSING
 
 
 _ = MessageFactory('lovely.remotetask')
@@ -29,6 +44,17 @@ SHOWN = 10000
 #: Data larger than this (bytes, pickled) is not pretty-printed (which
 #: would build its whole text) but abbreviated (``reprlib``).
 PRETTY = 256 * 1024
+
+#: What a button of the job page tells when it is done.
+MESSAGES = {
+    'retried': _('The job was queued again.'),
+    'not-retryable': _('Only jobs in error or cancelled can be retried.'),
+    'cancelled': _('The job was cancelled.'),
+    'cancel-requested': _('The job is asked to stop: it ends cancelled when '
+                          'its task notices, or returns.'),
+    'not-cancelled': _('The job has finished: it can no longer be '
+                       'cancelled.'),
+}
 
 
 def _abbreviated():
@@ -100,6 +126,22 @@ def showData(value):
                     f'shown.'}
 
 
+#: The most characters the history shows of an attempt's error.
+SHORT = 200
+
+
+def _short(text):
+    """An error message in one line of at most ``SHORT`` characters.
+
+    >>> _short('x' * 300)[-5:], len(_short('x' * 300))
+    ('xxxx…', 200)
+    >>> _short(None)
+    ''
+    """
+    text = ' '.join((text or '').split())
+    return text if len(text) <= SHORT else text[:SHORT - 1] + '…'
+
+
 class JobView(BrowserPage):
     """Everything about one job: data, dates, attempts, worker, error.
 
@@ -109,8 +151,95 @@ class JobView(BrowserPage):
 
     template = ViewPageTemplateFile('job.pt')
 
+    #: (button name, label, method name, statuses it is shown in)
+    buttons = (
+        ('RETRY', _('Retry'), 'retry', RETRYABLE),
+        ('CANCEL', _('Cancel'), 'cancel', CANCELLABLE + (PROCESSING,)),
+    )
+
     def __call__(self):
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
+        if self.request.method == 'POST':
+            for name, label, method, statuses in self.buttons:
+                if name in self.request.form:
+                    if not self.canManage():
+                        raise Unauthorized('lovely.remotetask.Manage is '
+                                           'needed')
+                    done = getattr(self, method)()
+                    url = absoluteURL(self.context, self.request)
+                    self.request.response.redirect(
+                        f'{url}?{urlencode({"done": done})}', status=303)
+                    return ''
         return self.template()
+
+    def canManage(self):
+        """May the user press the buttons (``lovely.remotetask.Manage``)?"""
+        return checkPermission(MANAGE, self.context.__parent__)
+
+    def visibleButtons(self):
+        """The buttons for this user and the job's status."""
+        if not self.canManage():
+            return []
+        return [{'name': name, 'label': label}
+                for name, label, method, statuses in self.buttons
+                if self.context.status in statuses]
+
+    def message(self):
+        """The message named by ``done`` in the query, or None."""
+        key = self.request.form.get('done')
+        return MESSAGES.get(key) if isinstance(key, str) else None
+
+    def retry(self):
+        try:
+            self.context.__parent__.retry(self.context.id)
+        except NotRetryable:
+            return 'not-retryable'  # its status changed since it was shown
+        return 'retried'
+
+    def cancel(self):
+        job = self.context
+        if not job.__parent__.cancel(job.id):
+            return 'not-cancelled'
+        return 'cancel-requested' if job.status == PROCESSING else 'cancelled'
+
+    def progress(self):
+        """The job's last progress report as text: ``{'percent',
+        'message', 'updated'}``, or None."""
+        report = self.context.__parent__.getProgress(self.context.id)
+        if report is None:
+            return None
+        fraction = report['fraction']
+        return {'percent': None if fraction is None
+                else f'{fraction * 100:.0f} %',
+                'fraction': fraction,
+                'message': report['message'],
+                'updated': formatDate(report['updated'])}
+
+    def cancelRequested(self):
+        """Who asked the running job to stop, and when, as text; None if
+        nobody did."""
+        job = removeSecurityProxy(self.context)
+        request = job.cancelRequest
+        if job.status != PROCESSING or request is None \
+                or not request.requested:
+            return None
+        return ' '.join(filter(None, (formatDate(request.at), request.by)))
+
+    def history(self):
+        """The job's last attempts, newest first, as text by column."""
+        return [{'number': str(attempt.number),
+                 'started': formatDate(attempt.started),
+                 'ended': formatDate(attempt.ended),
+                 'worker': attempt.worker or '',
+                 'outcome': attempt.outcome,
+                 'cssClass': statusClass(
+                     'error' if attempt.outcome == 'failed'
+                     else attempt.outcome),
+                 'error': _short(attempt.error)}
+                for attempt in reversed(
+                    removeSecurityProxy(self.context).history)]
 
     def statusClass(self):
         """The CSS class of the job's status."""

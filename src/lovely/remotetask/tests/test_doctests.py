@@ -38,7 +38,7 @@ def test_suite():
     narrative = doctest.DocFileSuite(
         '../service.rst', '../processor.rst', '../cron.rst',
         '../startup.rst', '../interaction.rst', '../audit.rst',
-        '../workers.rst',
+        '../workers.rst', '../retry.rst', '../progress.rst',
         setUp=setUp, tearDown=tearDown, optionflags=FLAGS)
     # docs/guarantees.rst, in a checkout (an installed package has no docs/).
     guarantees = os.path.join(os.path.dirname(__file__), os.pardir,

@@ -43,7 +43,7 @@ def test_suite():
         testing.FunctionalDocFileSuite(
             'browser/README.rst', 'browser/jobs.rst', 'browser/cron.rst',
             'browser/audit.rst',
-            'browser/workers.rst',
+            'browser/workers.rst', 'browser/job.rst',
             'xmlrpc.rst', package='lovely.remotetask', setUp=setUp,
             tearDown=tearDown),
     ])

@@ -137,10 +137,11 @@ class SignatureTests(unittest.TestCase):
 
     def test_permissions(self):
         self.assertEqual(api.READ_METHODS, (
-            'getAvailableTasks', 'getError', 'getJob', 'getResult',
-            'getStatus', 'isPaused', 'listWorkers'))
+            'getAvailableTasks', 'getError', 'getJob', 'getProgress',
+            'getResult', 'getStatus', 'isPaused', 'listWorkers'))
         self.assertEqual(api.MANAGE_METHODS, (
-            'add', 'addCronJob', 'cancel', 'pause', 'resume', 'startJob'))
+            'add', 'addCronJob', 'cancel', 'pause', 'resume', 'retry',
+            'retryAll', 'startJob'))
         self.assertEqual(
             sorted(api.METHODS),
             sorted(api.READ_METHODS + api.MANAGE_METHODS + (

@@ -1,0 +1,196 @@
+"""How far a running job got: reported by its task, read by the UI.
+
+A task reports its progress with the service and job id it is called
+with::
+
+    def __call__(self, service, jobid, input):
+        for n, item in enumerate(items):
+            ...
+            service.setProgress(jobid, n / len(items), f'{n} items done')
+
+``service.getProgress(jobid)`` answers ``{'fraction', 'message',
+'updated'}`` (``fraction`` in [0, 1] or None, ``message`` text or None,
+``updated`` an aware UTC datetime), or None when the job reported none
+in its current (or last) attempt.  The job's page shows it.
+
+How it behaves under concurrent transactions
+============================================
+
+The task runs in the job's run transaction, which commits the task's
+writes and the job's completion together, at the end.  The progress
+must be visible before that, so each report is committed at once, in a
+short transaction of its own: a connection of its own with a
+``TransactionManager`` of its own (``inOwnTransaction``), not the
+thread's, so the run transaction is neither committed nor joined.
+
+That short transaction writes one object only: the job's ``Progress``
+record (``job.progress``), a persistent object of its own, like the
+lease.  The run transaction never writes it (nor does the lease
+renewal), so the two never conflict.  The record is created (or
+cleared) by the claim that starts the attempt, which writes the job
+anyway; a report never needs to write the job.  Reports of one job
+come from its one task, one after another: they do not conflict with
+each other either; a report that conflicts all the same (a claim
+clearing the record of a job that was taken back from this worker) is
+repeated a few times and then given up, with a warning in the log: a
+report is advice, never a reason for the job to fail.
+
+The run transaction still holds the state of the record as of its own
+beginning: read progress in a new transaction (the UI's requests do).
+
+A job that is claimed in the same transaction that runs it
+(``processNext``) has a record that is not committed yet: its reports
+are written in that transaction (and shown once it commits).
+
+Each report is a commit: report a few times a second at most, not once
+per item of a million.
+"""
+import datetime
+import logging
+import math
+
+import persistent
+import transaction
+from transaction.interfaces import TransientError
+from ZODB.POSException import POSKeyError
+from ZODB.utils import z64
+
+from lovely.remotetask.interfaces import PROCESSING
+
+
+log = logging.getLogger('lovely.remotetask')
+
+UTC = datetime.timezone.utc
+#: The longest message a report keeps.
+MAX_MESSAGE = 1000
+#: How often a report that conflicts is repeated.
+RETRIES = 3
+
+
+class Progress(persistent.Persistent):
+    """The progress a job's task reported (see the module doc)."""
+
+    fraction = None
+    message = None
+    updated = None
+
+    def set(self, fraction, message, now):
+        self.fraction = fraction
+        self.message = message
+        self.updated = now
+
+    def clear(self):
+        if self.updated is not None:
+            self.fraction = self.message = self.updated = None
+
+    def asDict(self):
+        if self.updated is None:
+            return None
+        return {'fraction': self.fraction, 'message': self.message,
+                'updated': self.updated}
+
+
+def startAttempt(job):
+    """Give a job that is being claimed an empty progress record (the
+    claim writes the job anyway)."""
+    if job.progress is None:
+        job.progress = Progress()
+    else:
+        job.progress.clear()
+
+
+def checkReport(fraction, message):
+    """The report as stored; ``ValueError`` for a bad one."""
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(
+                fraction, (int, float)) or not math.isfinite(fraction) \
+                or not 0 <= fraction <= 1:
+            raise ValueError(f'fraction must be a number from 0 to 1 or '
+                             f'None, not {fraction!r}')
+        fraction = float(fraction)
+    if message is not None:
+        if not isinstance(message, str):
+            raise ValueError(f'message must be text or None, not '
+                             f'{type(message).__name__}')
+        message = message[:MAX_MESSAGE]
+    return fraction, message
+
+
+def setProgress(job, fraction=None, message=None, now=None):
+    """Record a report of ``job``'s task (see the module doc)."""
+    fraction, message = checkReport(fraction, message)
+    if job.status != PROCESSING or job.progress is None:
+        raise ValueError(f'Job {job.id} is {job.status}: only a running '
+                         f'job reports progress')
+    now = now or datetime.datetime.now(UTC)
+    try:
+        inOwnTransaction(job.progress,
+                         lambda record: record.set(fraction, message, now))
+    except TransientError as error:
+        log.warning('Job %s: its progress report conflicted %d times (%s); '
+                    'dropped', job.id, RETRIES + 1,
+                    error.__class__.__name__)
+
+
+def getProgress(job):
+    """``{'fraction', 'message', 'updated'}`` or None."""
+    return None if job.progress is None else job.progress.asDict()
+
+
+def _committed(obj):
+    """Is ``obj`` stored by a committed transaction?"""
+    return (obj._p_jar is not None and obj._p_oid is not None
+            and obj._p_serial != z64)
+
+
+def inOwnTransaction(obj, change, retries=RETRIES):
+    """``change(obj)`` committed at once, in a transaction of its own.
+
+    ``change`` gets ``obj`` as loaded in a connection of its own and a
+    new transaction.  An object that is not committed yet (added in the
+    current transaction) is changed in place, in the current transaction.
+    A conflict repeats the change, up to ``retries`` times; then it
+    propagates.
+    """
+    if not _committed(obj):
+        change(obj)
+        return
+    manager = transaction.TransactionManager()
+    conn = obj._p_jar.db().open(transaction_manager=manager)
+    try:
+        for attempt in range(retries + 1):
+            try:
+                manager.begin()
+                change(conn.get(obj._p_oid))
+                manager.commit()
+                return
+            except POSKeyError:
+                # Stored by a savepoint of the current transaction only.
+                manager.abort()
+                change(obj)
+                return
+            except TransientError:
+                manager.abort()
+                if attempt == retries:
+                    raise
+    finally:
+        manager.abort()
+        conn.close()
+
+
+def readFresh(obj, read):
+    """``read(obj)`` as the database has it now (not as of the current
+    transaction's beginning): in a connection of its own."""
+    if not _committed(obj):
+        return read(obj)
+    manager = transaction.TransactionManager()
+    conn = obj._p_jar.db().open(transaction_manager=manager)
+    try:
+        manager.begin()
+        try:
+            return read(conn.get(obj._p_oid))
+        except POSKeyError:
+            return read(obj)
+    finally:
+        manager.abort()
+        conn.close()
