@@ -38,6 +38,7 @@ from lovely.remotetask import bulk
 from lovely.remotetask.browser.table import JobsTable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -61,7 +62,11 @@ MESSAGES = {
     'cleaned': (_('Cleaned ${count} Jobs'), ('count',)),
     'started': (_('Processing started'), ()),
     'stopped': (_('Processing stopped'), ()),
-    'retried': (_('${count} jobs queued again'), ('count',)),
+    'retried': (_('${count} jobs queued again.'), ('count',)),
+    'some-retried': (
+        _('${retried} of ${selected} jobs queued again; the others were '
+          'not in error or cancelled, or removed.'),
+        ('retried', 'selected')),
 }
 
 #: The buttons that ask first, and what they tell before:
@@ -81,8 +86,8 @@ CONFIRM = {
                   REMOVABLE),
     'RETRY': (_('Retry: the ${count} selected jobs will be queued again '
                 '(those that failed or were cancelled).'), None),
-    'RETRY_ALL': (_('Retry all: ${count} failed jobs${of} will be queued '
-                    'again.'), 'retryable'),
+    'RETRY_ALL': (_('Retry all: ${count} jobs in ${status}${of} will be '
+                    'queued again.'), 'retryable'),
 }
 #: The time formats of the search's time range (UTC).
 TIME_FORMATS = ('%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M', '%Y-%m-%d %H:%M:%S',
@@ -359,18 +364,17 @@ class JobsView(BrowserPage):
             return []
         hidden = {'STOP_PROCESSING' if not self.isProcessing()
                   else 'START_PROCESSING'}
-        if not self.canRetry():
-            hidden |= {'RETRY', 'RETRY_ALL'}
-        elif self.status not in (None, ERROR) or self.created:
-            # Retry all retries the failed jobs (of the task filter).
+        if self.status not in (None,) + RETRYABLE or self.created:
+            # Retry all retries the jobs in error (or, filtered so, the
+            # cancelled ones) of the task filter; not a time range.
             hidden.add('RETRY_ALL')
         return [{'name': name, 'label': label}
                 for name, label, method in self.buttons
                 if name not in hidden]
 
-    def canRetry(self):
-        """Can the service queue failed jobs again (``retry``)?"""
-        return hasattr(removeSecurityProxy(self.context), 'retryAll')
+    def retryStatus(self):
+        """The status whose jobs Retry all queues again."""
+        return self.status if self.status in RETRYABLE else ERROR
 
     # -- the buttons ---------------------------------------------------------
 
@@ -400,7 +404,8 @@ class JobsView(BrowserPage):
             jobs = [jobid for jobid in jobids if jobid is not None]
             count = len(jobs)
         elif counted == 'retryable':
-            count = self.context.countJobs(status=ERROR, task=self.task)
+            count = self.context.countJobs(status=self.retryStatus(),
+                                           task=self.task)
         else:
             count = sum(self.context.countJobs(status=status)
                         for status in counted)
@@ -409,7 +414,8 @@ class JobsView(BrowserPage):
             of = f' of task {self.task}'
         self.confirmation = {
             'name': name, 'label': label, 'count': count, 'jobs': jobs,
-            'text': _(text, mapping={'count': count, 'of': of})}
+            'text': _(text, mapping={'count': count, 'of': of,
+                                     'status': self.retryStatus()})}
 
     def backURL(self):
         """The page the confirmation came from, with its query (Back;
@@ -469,15 +475,16 @@ class JobsView(BrowserPage):
             if jobid is None:
                 continue
             try:
-                retried += bool(self.context.retry(jobid))
+                self.context.retry(jobid)
             except (KeyError, ValueError):
-                pass
-        return 'retried', {'count': retried}
+                # Not failed or cancelled (NotRetryable), or removed.
+                continue
+            retried += 1
+        return 'some-retried', {'retried': retried, 'selected': selected}
 
     def retryAll(self):
-        service, task = self._unproxied(), self.task
-        count = bulk.inBatches(service, lambda service, size:
-                               service.retryAll(ERROR, task, limit=size))
+        count = bulk.retryAll(self._unproxied(), self.retryStatus(),
+                              self.task)
         return 'retried', {'count': count}
 
     def _clean(self, statuses):
