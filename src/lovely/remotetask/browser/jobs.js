@@ -84,6 +84,12 @@
         }
         // The markup of the server's table, escaped there as on the page.
         body.innerHTML = data.rows;
+        var table = body.parentNode;
+        var empty = document.querySelector('form.jobs .empty');
+        table.hidden = data.rows === '';
+        if (empty) {
+            empty.hidden = data.rows !== '';
+        }
     }
 
     function refresh() {

@@ -316,6 +316,13 @@ class JobsTable(table.Table):
         return f'\n  <td class="{css}">\n    {content}\n  </td>'
 
 
+    def renderTable(self):
+        """The table; without rows, hidden (the live refresh fills it)."""
+        rendered = super().renderTable()
+        if not self.rows:
+            rendered = rendered.replace('<table', '<table hidden="hidden"', 1)
+        return rendered
+
     def renderBody(self):
         return f'\n<tbody>{self.renderRows()}\n</tbody>'
 

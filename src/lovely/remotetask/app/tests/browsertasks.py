@@ -1,0 +1,10 @@
+"""A task of the real-browser test (test_jobs_browser.py), registered in
+the ``site.zcml`` of its server: it fails while a file exists."""
+import os
+
+
+def failWhile(service, jobid, input):
+    """Fail while the file ``input['path']`` exists; else return 'ok'."""
+    if os.path.exists(input['path']):
+        raise RuntimeError(f'{input["path"]} is there')
+    return 'ok'
