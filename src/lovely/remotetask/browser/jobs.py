@@ -99,8 +99,8 @@ REFRESH = 3
 def parseTime(text):
     """A time of the search as an aware UTC datetime; None if it is not.
 
-    >>> parseTime('2026-05-01T10:30'), parseTime(' 2026-05-01 ')
-    (datetime.datetime(2026, 5, 1, 10, 30, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 5, 1, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> print(parseTime('2026-05-01T10:30'), parseTime(' 2026-05-01 '))
+    2026-05-01 10:30:00+00:00 2026-05-01 00:00:00+00:00
     >>> parseTime('yesterday'), parseTime(['2026-05-01'])
     (None, None)
     """
@@ -113,6 +113,7 @@ def parseTime(text):
         except ValueError:
             continue
     return None
+
 
 #: The query parameters of a message.
 DONE_PARAMETERS = {'done'} | {name for text, names in MESSAGES.values()

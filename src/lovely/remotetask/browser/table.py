@@ -315,7 +315,6 @@ class JobsTable(table.Table):
             return f'\n  <td class="{css}"></td>'
         return f'\n  <td class="{css}">\n    {content}\n  </td>'
 
-
     def renderTable(self):
         """The table; without rows, hidden (the live refresh fills it)."""
         rendered = super().renderTable()
@@ -423,12 +422,14 @@ class AttemptsColumn(JobColumn):
 def summary(value, size=SUMMARY):
     """A value in one line of at most ``size`` characters ('' for None).
 
-    >>> summary({'n': 1, 'text': 'a\nb'})
-    "{'n': 1, 'text': 'a\\nb'}"
-    >>> summary('x' * 100)
-    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'
-    >>> summary(None), summary(list(range(1000)))[-6:]
-    ('', ' ...]')
+    >>> summary({'n': 1, 'text': 'two words'})
+    "{'n': 1, 'text': 'two words'}"
+    >>> summary('a  text\\non lines'), summary(None)
+    ('a text on lines', '')
+    >>> len(summary('x' * 100)), summary('x' * 100)[-1]
+    (80, '\u2026')
+    >>> summary(list(range(1000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
     """
     if value is None:
         return ''
