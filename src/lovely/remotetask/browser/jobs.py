@@ -21,7 +21,6 @@ and a time range of creation (``createdAfter``, ``createdBefore``: UTC,
 filter the table.  ``jobs.json`` (``JobsData``) is the same data for the
 live refresh of the page (jobs.js): the counts and the rows of the page.
 """
-import datetime
 import json
 from urllib.parse import parse_qsl
 from urllib.parse import urlencode
@@ -35,11 +34,14 @@ from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask import bulk
+from lovely.remotetask.browser.confirm import CONFIRM
+from lovely.remotetask.browser.confirm import ConfirmMixin
+from lovely.remotetask.browser.search import SearchMixin
+from lovely.remotetask.browser.search import _number
 from lovely.remotetask.browser.table import JobsTable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.history import RETRYABLE
-from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
@@ -69,50 +71,8 @@ MESSAGES = {
         ('retried', 'selected')),
 }
 
-#: The buttons that ask first, and what they tell before:
-#: name -> (message with ``count``, statuses counted or None: selected).
-CONFIRM = {
-    'CANCEL_ALL': (_('Cancel all: ${count} jobs that wait (queued, '
-                     'delayed, cron, start later) will be cancelled.'),
-                   CANCELLABLE),
-    'CLEAN_COMPLETED': (_('Remove completed: ${count} completed jobs will '
-                          'be removed for good.'), (COMPLETED,)),
-    'CLEAN_CANCELLED': (_('Remove cancelled: ${count} cancelled jobs will '
-                          'be removed for good.'), (CANCELLED,)),
-    'CLEAN_ERROR': (_('Remove error: ${count} failed jobs will be removed '
-                      'for good.'), (ERROR,)),
-    'CLEAN_ALL': (_('Remove all: ${count} finished jobs (completed, '
-                    'cancelled, error) will be removed for good.'),
-                  REMOVABLE),
-    'RETRY': (_('Retry: the ${count} selected jobs will be queued again '
-                '(those that failed or were cancelled).'), None),
-    'RETRY_ALL': (_('Retry all: ${count} jobs in ${status}${of} will be '
-                    'queued again.'), 'retryable'),
-}
-#: The time formats of the search's time range (UTC).
-TIME_FORMATS = ('%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M', '%Y-%m-%d %H:%M:%S',
-                '%Y-%m-%d %H:%M', '%Y-%m-%d')
 #: Seconds between two refreshes of the live page.
 REFRESH = 3
-
-
-def parseTime(text):
-    """A time of the search as an aware UTC datetime; None if it is not.
-
-    >>> print(parseTime('2026-05-01T10:30'), parseTime(' 2026-05-01 '))
-    2026-05-01 10:30:00+00:00 2026-05-01 00:00:00+00:00
-    >>> parseTime('yesterday'), parseTime(['2026-05-01'])
-    (None, None)
-    """
-    if not isinstance(text, str):
-        return None
-    for format in TIME_FORMATS:
-        try:
-            return datetime.datetime.strptime(text.strip(), format).replace(
-                tzinfo=datetime.timezone.utc)
-        except ValueError:
-            continue
-    return None
 
 
 #: The query parameters of a message.
@@ -126,18 +86,7 @@ def message(key, **numbers):
     return _(text, mapping={name: numbers[name] for name in names})
 
 
-def _number(value):
-    """A submitted job id or count as an int; None if it is not one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        value = value.strip()
-        if value.isascii() and value.isdigit() and len(value) < 20:
-            return int(value)
-    return None
-
-
-class JobsView(BrowserPage):
+class JobsView(SearchMixin, ConfirmMixin, BrowserPage):
     """The jobs of a service: counts, filters, a table page, buttons."""
 
     template = ViewPageTemplateFile('jobs.pt')
@@ -199,58 +148,6 @@ class JobsView(BrowserPage):
         self.table.update()
         return False
 
-    def readTimeRange(self):
-        """The search's time range: ``created`` (for the service) and
-        ``createdQuery`` (the text, for the links); a time that is not
-        one is dropped, and said so."""
-        self.created, self.createdQuery = {}, {}
-        for name in ('createdAfter', 'createdBefore'):
-            text = self._param(name)
-            if not text or not isinstance(text, str):
-                continue
-            when = parseTime(text)
-            if when is None:
-                self.message = _('Not a time: ${text} (YYYY-MM-DD HH:MM, '
-                                 'UTC)', mapping={'text': text[:40]})
-                continue
-            self.created[name] = when
-            self.createdQuery[name] = text.strip()
-
-    def jumpToJob(self):
-        """A job id searched for: redirect to the job's page if there is
-        such a job (true), else say so."""
-        text = self.request.form.get('jobid')
-        if not text or not isinstance(text, str) or not text.strip():
-            return False
-        jobid = _number(text.lstrip('#'))
-        job = None if jobid is None else removeSecurityProxy(
-            self.context).jobs.get(jobid)
-        if job is None:
-            self.message = _('There is no job ${id}.',
-                             mapping={'id': text.strip()[:20]})
-            return False
-        self.request.response.redirect(
-            f'{absoluteURL(self.context, self.request)}/{jobid}')
-        return True
-
-    def searched(self):
-        """Does the page show a search's result (any filter)?"""
-        return bool(self.status or self.task or self.created)
-
-    def _param(self, name):
-        """A filter of the page: from the form, else (a POST, whose query
-        the publisher does not read) from the query of the URL."""
-        form = self.request.form
-        if name in form or self.request.method != 'POST':
-            return form.get(name)
-        values = [value for key, value in parse_qsl(
-            self.request.get('QUERY_STRING', '')) if key == name]
-        return values[0] if len(values) == 1 else None
-
-    def _choice(self, name, allowed):
-        value = self._param(name)
-        return value if isinstance(value, str) and value in allowed else None
-
     def doneURL(self, key, numbers):
         """This page telling that a button did its work.
 
@@ -258,13 +155,16 @@ class JobsView(BrowserPage):
         batch in the query (``actionURL``), which the publisher does not
         read for a POST: the page the redirect goes to keeps that query.
         """
-        kept = [(name, value) for name, value in parse_qsl(
+        query = urlencode(sorted(self.keptQuery() + [('done', key)]
+                                 + list(numbers.items())))
+        return f'{absoluteURL(self.context, self.request)}?{query}'
+
+    def keptQuery(self):
+        """The query of this page without the message of a button."""
+        return [(name, value) for name, value in parse_qsl(
                     self.request.get('QUERY_STRING', ''),
                     keep_blank_values=True)
                 if name not in DONE_PARAMETERS]
-        query = urlencode(sorted(kept + [('done', key)]
-                                 + list(numbers.items())))
-        return f'{absoluteURL(self.context, self.request)}?{query}'
 
     def doneMessage(self):
         """The message named by ``done`` in the query, or None."""
@@ -343,9 +243,7 @@ class JobsView(BrowserPage):
 
     def liveURL(self):
         """The JSON of this page (jobs.json, with its query)."""
-        query = self.request.get('QUERY_STRING', '')
-        kept = urlencode([(name, value) for name, value in parse_qsl(
-            query, keep_blank_values=True) if name not in DONE_PARAMETERS])
+        kept = urlencode(self.keptQuery())
         url = absoluteURL(self.context, self.request) + '/@@jobs.json'
         return f'{url}?{kept}' if kept else url
 
@@ -373,10 +271,6 @@ class JobsView(BrowserPage):
                 for name, label, method in self.buttons
                 if name not in hidden]
 
-    def retryStatus(self):
-        """The status whose jobs Retry all queues again."""
-        return self.status if self.status in RETRYABLE else ERROR
-
     # -- the buttons ---------------------------------------------------------
 
     def handleButtons(self):
@@ -391,41 +285,6 @@ class JobsView(BrowserPage):
                     return None
                 return getattr(self, method)()
         return None
-
-    # -- confirmation ----------------------------------------------------------
-
-    def confirm(self, name, label):
-        """Ask before the button ``name`` acts: set ``confirmation``."""
-        if not self.canManage():
-            raise Unauthorized('lovely.remotetask.Manage is needed')
-        text, counted = CONFIRM[name]
-        jobs = []
-        if counted is None:
-            jobids, selected = self.selectedIds()
-            jobs = [jobid for jobid in jobids if jobid is not None]
-            count = len(jobs)
-        elif counted == 'retryable':
-            count = self.context.countJobs(status=self.retryStatus(),
-                                           task=self.task)
-        else:
-            count = sum(self.context.countJobs(status=status)
-                        for status in counted)
-        of = ''
-        if counted == 'retryable' and self.task is not None:
-            of = f' of task {self.task}'
-        self.confirmation = {
-            'name': name, 'label': label, 'count': count, 'jobs': jobs,
-            'text': _(text, mapping={'count': count, 'of': of,
-                                     'status': self.retryStatus()})}
-
-    def backURL(self):
-        """The page the confirmation came from, with its query (Back;
-        the confirmation posts there too)."""
-        query = urlencode([(name, value) for name, value in parse_qsl(
-            self.request.get('QUERY_STRING', ''), keep_blank_values=True)
-            if name not in DONE_PARAMETERS])
-        url = absoluteURL(self.context, self.request)
-        return f'{url}?{query}' if query else url
 
     def selectedIds(self):
         """The ids of the selected jobs, and how many values were sent.

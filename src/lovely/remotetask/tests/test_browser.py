@@ -234,6 +234,6 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.util'),
         doctest.DocTestSuite('lovely.remotetask.browser.job'),
         doctest.DocTestSuite('lovely.remotetask.browser.cron'),
-        doctest.DocTestSuite('lovely.remotetask.browser.jobs'),
+        doctest.DocTestSuite('lovely.remotetask.browser.search'),
         doctest.DocTestSuite('lovely.remotetask.browser.table'),
     ])
