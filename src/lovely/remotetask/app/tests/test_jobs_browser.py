@@ -142,10 +142,36 @@ class JobsTabInABrowserTests(unittest.TestCase):
         self.assertTrue(page.evaluate('window.notReloaded === true'))
         self.assertEqual(page.inner_text(
             '.statusCounts .count[data-status="completed"]'), '3')
-        self.assertEqual(
-            page.inner_text('table.jobs tbody tr:first-child .tableId'),
-            str(ids[-1]))    # the newest first
+        # The newest first (to the second; jobs of a second by id).
+        created = [cell.inner_text() for cell in page.query_selector_all(
+            'table.jobs tbody .tableCreated')]
+        self.assertEqual(created, sorted(created, reverse=True))
+        self.assertEqual(sorted(
+            int(cell.inner_text()) for cell in page.query_selector_all(
+                'table.jobs tbody .tableId')), sorted(ids))
         self.shot(page, '02-completed-by-live-refresh')
+
+        # While jobs are selected, the counts refresh, the rows stay.
+        page.check('table.jobs tbody tr:first-child input[type="checkbox"]')
+        ids.append(self.proxy.add('echo', {'n': 3}))
+        self.waitForJS(page, '''() => document.querySelector(
+            '.statusCounts .count[data-status="completed"]')
+            .textContent === "4"''')
+        self.assertEqual(len(page.query_selector_all('table.jobs tbody tr')),
+                         3)
+        self.assertTrue(page.is_checked(
+            'table.jobs tbody tr:first-child input[type="checkbox"]'))
+        self.assertTrue(page.is_visible('.live-paused'))
+        self.shot(page, '02b-selection-kept')
+        page.uncheck('table.jobs tbody tr:first-child input[type="checkbox"]')
+        self.waitForJS(page, '''() => document.querySelectorAll(
+            'table.jobs tbody tr').length === 4''')
+
+        # The switch: off, and the browser remembers it.
+        page.uncheck('#live-refresh')
+        page.reload()
+        self.assertFalse(page.is_checked('#live-refresh'))
+        page.check('#live-refresh')
 
         # A job that fails, retried from its own page.
         open(self.marker, 'w').close()
@@ -164,7 +190,7 @@ class JobsTabInABrowserTests(unittest.TestCase):
         self.shot(page, '05-retried')
         page.goto(jobs)
         self.waitForJS(page, '''() => document.querySelectorAll(
-            'table.jobs tbody .status-completed').length === 4''')
+            'table.jobs tbody .status-completed').length === 5''')
         self.assertEqual(self.proxy.getStatus(failing), 'completed')
         self.shot(page, '06-retry-completed')
 
@@ -177,11 +203,11 @@ class JobsTabInABrowserTests(unittest.TestCase):
         # Remove all asks first, then removes.
         page.goto(jobs)
         page.click('input[name="CLEAN_ALL"]')
-        self.assertIn('Remove all: 4 finished jobs',
+        self.assertIn('Remove all: 5 finished jobs',
                       page.inner_text('.confirmation'))
         self.shot(page, '08-confirm-remove-all')
         page.click('input.confirm[name="CLEAN_ALL"]')
-        page.wait_for_selector('text=Cleaned 4 Jobs')
+        page.wait_for_selector('text=Cleaned 5 Jobs')
         self.assertEqual(
             page.inner_text('.statusCounts .count[data-status=""]'), '0')
         self.shot(page, '09-removed')
