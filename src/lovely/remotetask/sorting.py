@@ -40,8 +40,10 @@ status      the status indexes one after another (each by the time the job
 task        the task id sets one after another, by task name (each by id)
 =========== ============================================================
 
-Jobs without the value sorted on (a job that has not run has no start)
-come after the others in either direction.  A cursor (``cursor``) is
+Times are whole seconds (the keys of time sets): jobs of one second
+follow each other in id order, and ids are random.  Jobs without the
+value sorted on (a job that has not run has no start) come after the
+others in either direction.  A cursor (``cursor``) is
 ``segment << 64 | key``: a page starts after it at the cost of a tree
 lookup.  Filters other than the sort's own are tested per job walked: a
 task is a membership test in its id set (no job loaded), a status or a
