@@ -458,10 +458,11 @@ class ITaskServiceProcessing(Interface):
         """Run a claimed job's task and mark it completed (or, for a cron
         job, schedule its next run).  Raises what the task raises."""
 
-    def fail(job, error, traceback=None, now=None, retry=True):
+    def fail(job, error, traceback=None, now=None, retry=True, backoff=True):
         """Record a failed run (message and traceback text) and repeat the
         job if it has attempts left, unless ``retry`` is false or the error
-        is a ``TaskError`` or ``TransactionEnded``; returns 'retry',
+        is a ``TaskError`` or ``TransactionEnded``; after the backoff of
+        backoff.py, unless ``backoff`` is false; returns 'retry',
         'rescheduled' or 'error'.  A job whose cancel was requested (or
         whose task raised ``JobCancelled``) ends 'cancelled' instead."""
 
@@ -497,9 +498,13 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         title='Retries', min=0, default=3,
         description='How often a failed job is repeated by default.')
     retryDelay = schema.Float(
-        title='Retry delay', min=0.0, default=0.0,
+        title='Retry delay', min=0.0, default=10.0,
         description='Seconds before the first repeat of a failed job; it '
-                    'doubles with each further repeat.')
+                    'doubles with each further repeat (see backoff.py).')
+    retryJitter = schema.Float(
+        title='Retry jitter', min=0.0, max=1.0, default=0.1,
+        description='Each repeat\'s delay is spread by up to this '
+                    'fraction of it, at random (0: exact delays).')
     maxConflictRetries = schema.Int(
         title='Conflict retries', min=0, default=5,
         description='How often a run whose commit conflicts is repeated '

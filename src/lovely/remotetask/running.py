@@ -7,7 +7,10 @@ savepoint of its own, their bookkeeping in a before-commit hook of the
 group's transaction; conflicts and storage faults run again (alone) and
 spend no attempt; any other failure is recorded in a transaction of its
 own.  While jobs run, a lease keeper thread renews their leases in short
-transactions that write only the lease objects.
+transactions that write only the lease objects.  A job whose cancel was
+requested while its task ran (cancelling.py) is not completed: the check
+after the task, before the commit, rolls its writes back (the whole run,
+or its task's savepoint in a group) and ``fail`` ends it cancelled.
 """
 import logging
 import threading
@@ -221,6 +224,9 @@ class JobRunner:
                     service = conn.get(self.oid)
                     job = service.jobs.get(jobid)
                     held = self._holds(job)
+                    # Requested while an earlier run of this job conflicted
+                    # (see cancelling.py): end it without running it again.
+                    cancelled = held and cancelling.isRequested(job)
                 except Exception as error:
                     tm.abort()
                     if self._retryFault(jobid, error, faults):
@@ -229,9 +235,7 @@ class JobRunner:
                 if not held:
                     self._leave(jobid, job)
                     return
-                if cancelling.isRequested(job):
-                    # Requested while an earlier run of this job conflicted
-                    # (see cancelling.py): end it without running it again.
+                if cancelled:
                     tm.abort()
                     self._fail(jobid, interfaces.JobCancelled(jobid), None,
                                now)

@@ -67,7 +67,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
     # Read-only: assign a new dict to a service to change its arguments.
     processorArguments = types.MappingProxyType({'waitTime': 1.0})
     maxRetries = 3
-    retryDelay = 0.0
+    retryDelay = 10.0
+    retryJitter = 0.1
     maxConflictRetries = 5
     leaseTime = 60.0
     maxDataSize = limits.MAX_DATA_SIZE

@@ -12,8 +12,9 @@ processor.py and DESIGN.md):
     Runs one claimed job's task and marks it completed; a processor runs
     a group of them in one transaction, each in a savepoint of its own.
 ``fail``
-    Records a failed run and repeats the job (with backoff) while it has
-    attempts left.
+    Records a failed run and repeats the job (with backoff, see
+    backoff.py) while it has attempts left; ends a job whose cancel was
+    requested (cancelling.py).
 ``recover``
     Takes back the jobs whose lease expired, and those of the workers
     found dead by their heartbeats (see workers.py).
@@ -45,15 +46,17 @@ from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.job import CronJob
 from lovely.remotetask.job import Lease
-from lovely.remotetask.job import MAX_DELAY
+from lovely.remotetask.backoff import retryDelay
 from lovely.remotetask.jobtable import now_
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeIds
 
 
 log = logging.getLogger('lovely.remotetask')
+#: Completed jobs, at INFO: set this logger's level to WARNING to leave
+#: them out (a busy queue completes many jobs a second).
+completedLog = logging.getLogger('lovely.remotetask.completed')
 
-UNKNOWN_TASK_DELAY = 10.0   # seconds before repeating a job of an unknown task
 #: A failure of these is not repeated: the task says a repeat cannot help.
 NOT_REPEATED = (interfaces.TaskError, interfaces.TransactionEnded)
 
@@ -69,6 +72,18 @@ def formatError(error):
         return str(error) or name
     message = str(error)
     return f'{name}: {message}' if message else name
+
+
+def _tracebackLines(error, traceback):
+    """The traceback for the log: on lines of its own after the message;
+    nothing for a ``TaskError`` (an expected failure) or without one."""
+    if not traceback or isinstance(error, interfaces.TaskError):
+        return ''
+    return '\n' + traceback.rstrip()
+
+
+def _seconds(started, ended):
+    return 0.0 if started is None else (ended - started).total_seconds()
 
 
 class ProcessingSteps:
@@ -153,22 +168,25 @@ class ProcessingSteps:
         job.error = job.traceback = None
         job.completed = now
         history.recordAttempt(job, history.COMPLETED, now)
+        self._log(logging.INFO, 'Job %s (%r) completed in %.3f s', job.id,
+                  job.task, _seconds(job.started, now), logger=completedLog)
         job.lease = None
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
         else:
             self._setStatus(job, COMPLETED, now)
 
-    def _log(self, level, message, *args):
+    def _log(self, level, message, *args, logger=log):
         """Log when the current transaction commits (not if it aborts).
 
         A failure recorded in a transaction that then conflicts is recorded
         (and logged) again by the retry; logging at once would say it twice.
         """
         self._transactionManager().get().addAfterCommitHook(
-            lambda committed: committed and log.log(level, message, *args))
+            lambda committed: committed and logger.log(level, message, *args))
 
-    def fail(self, job, error, traceback=None, now=None, retry=True):
+    def fail(self, job, error, traceback=None, now=None, retry=True,
+             backoff=True):
         """See ITaskServiceProcessing."""
         now = now_(now)
         if isinstance(error, interfaces.JobCancelled) \
@@ -187,37 +205,28 @@ class ProcessingSteps:
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
             self._log(logging.ERROR,
-                      'Cron job %s (%r) failed: %s; next run at %s',
-                      job.id, job.task, message, job.due)
+                      'Cron job %s (%r) failed: %s; next run at %s%s',
+                      job.id, job.task, message, job.due,
+                      _tracebackLines(error, traceback))
             return 'rescheduled'
         if retry and job.attempts <= retries:
-            # The traceback of a repeated attempt is logged now: the job
-            # keeps only the last one.
-            if traceback:
-                self._log(logging.ERROR,
-                          'Caught a generic exception, preventing thread '
-                          'from crashing\n%s\n%s', message.split(': ', 1)[-1],
-                          traceback.rstrip())
-            base = self.retryDelay if job.retryDelay is None \
-                else job.retryDelay
-            if isinstance(error, interfaces.UnknownTask):
-                # Another worker (deployed with the task) may run it: give
-                # the others time instead of spending the attempts at once.
-                base = max(base, UNKNOWN_TASK_DELAY)
-            delay = min(base * 2 ** (job.attempts - 1), MAX_DELAY)
+            delay = retryDelay(self, job, error) if backoff else 0
             self._queue(job, now + datetime.timedelta(seconds=delay)
                         if delay else None)
-            self._log(logging.ERROR,
+            # One line: the attempt is repeated, nothing needs doing yet.
+            self._log(logging.WARNING,
                       'Job %s (%r): %s failed, repeating it%s: %s',
                       job.id, job.task, attempt,
-                      f' in {delay:g} s' if delay else '', message)
+                      f' in {delay:.3g} s' if delay else '', message)
             return 'retry'
         # Completed first: the sort indexes read it (sorting.py).
         job.completed = now
         self._setStatus(job, ERROR, now)
-        # The job keeps the message and the traceback; the log says where.
-        self._log(logging.WARNING, 'Job %s (%r) failed (%s): %s', job.id,
-                  job.task, attempt if retry else 'not repeated', message)
+        # The job needs an operator: ERROR, with the traceback (none for a
+        # TaskError, an expected failure; the job keeps it too).
+        self._log(logging.ERROR, 'Job %s (%r) failed (%s): %s%s', job.id,
+                  job.task, attempt if retry else 'not repeated', message,
+                  _tracebackLines(error, traceback))
         return 'error'
 
     def recover(self, now=None, dead=()):
@@ -249,8 +258,9 @@ class ProcessingSteps:
                           'Job %s (%r): worker %s lost, lease expired', jobid,
                           job.task, worker)
                 why = f'its lease expired at {job.leaseExpires or now}'
+            # No backoff: the job waited for its worker's timeout already.
             self.fail(job, f'WorkerLost: worker {worker} lost ({why})', None,
-                      now)
+                      now, backoff=False)
             lost.append(jobid)
         return lost
 

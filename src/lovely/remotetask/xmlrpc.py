@@ -336,8 +336,9 @@ class TaskServiceAPI(XMLRPCView):
 
     @published('boolean', 'int', permission=MANAGE)
     def cancel(self, jobid):
-        """Cancel a job; true if it was cancelled, false if it is running
-        or finished."""
+        """Cancel a job; true if it was cancelled (a running job: asked to
+        stop, it ends cancelled when its task returns), false if it is
+        finished."""
         return self._call('cancel', jobid)
 
     @published('boolean', 'int', permission=MANAGE)

@@ -88,6 +88,10 @@ class ServiceTestCase(unittest.TestCase):
         conn = self.open()
         root = conn.root()
         root['tasks'] = service = TaskService()
+        # These tests are about transactions, not time: a failed attempt
+        # is repeated at once (the default backoff, 10 s, is in
+        # backoff.py and its tests).
+        service.retryDelay = 0
         root['data'] = PersistentMapping(counter=0)
         self.commit(conn)
         self.oid = service._p_oid
@@ -682,12 +686,21 @@ class FailingTaskTests(ServiceTestCase):
         self.assertTrue(proc.step(self.now))
         job = self.assertNoTrace(jobid)
         self.assertFailure(job, QUEUED, 1, 'RuntimeError: boom')
-        # The retried attempt's traceback went to the log.
-        self.assertIn('raise RuntimeError', '\n'.join(self.log.messages()))
+        # The repeated attempt is one WARNING line, without traceback.
+        self.assertEqual(self.log.messages(logging.WARNING), [
+            f"Job {jobid} ('writeThenFail'): attempt 1 of 2 failed, "
+            f"repeating it: RuntimeError: boom"])
         self.assertTrue(proc.step(self.now))
         self.assertFalse(proc.step(self.now))
         job = self.assertNoTrace(jobid)
         self.assertFailure(job, ERROR, 2, 'RuntimeError: boom')
+        # The final failure is an ERROR with the traceback.
+        [final] = self.log.messages(logging.ERROR)
+        self.assertTrue(final.startswith(
+            f"Job {jobid} ('writeThenFail') failed (attempt 2 of 2): "
+            f"RuntimeError: boom\nTraceback (most recent call last):"),
+            final)
+        self.assertIn('raise RuntimeError', final)
         self.assertEqual(self.runs, [jobid, jobid])
 
     def test_task_error_undoes_the_writes_without_retry(self):

@@ -98,3 +98,75 @@ class RetryTests(ServiceTestCase):
         self.assertEqual({service.getStatus(i) for i in ids}, {QUEUED})
         self.assertEqual({service.jobs[i].attempts for i in ids}, {0})
         self.assertConsistent(service)
+
+
+class BackoffTests(ServiceTestCase):
+    """The default backoff (backoff.py) and the log levels of the ends of
+    attempts (docs/design.rst, Logging)."""
+
+    def setUp(self):
+        super().setUp()
+        self.provideTask('boom', boom)
+        # The class defaults, not ServiceTestCase's immediate repeats.
+        self.transact(lambda s: delattr(s, 'retryDelay'))
+
+    def delays(self, start=1000, **kw):
+        """The backoffs of a job's repeats, in seconds."""
+        [jobid] = self.addJobs(1, start, task='boom', **kw)
+        delays = []
+        now = self.now
+        while True:
+            def step(service):
+                service.processNext(now, jobid)
+                job = service.jobs[jobid]
+                return job.status, job.due
+            status, due = self.transact(step)
+            if status != QUEUED:
+                return delays
+            # A repeat at once has no due time: it is due now.
+            delays.append(0 if due is None else (due - now).total_seconds())
+            now = due or now
+
+    def test_ten_seconds_doubling_with_ten_percent_jitter(self):
+        delays = self.delays()
+        self.assertEqual(len(delays), 3)
+        for delay, base in zip(delays, (10, 20, 40)):
+            self.assertGreaterEqual(delay, base * 0.9 - 1e-6)
+            self.assertLessEqual(delay, base * 1.1 + 1e-6)
+
+    def test_no_jitter_gives_exact_delays(self):
+        self.transact(lambda s: setattr(s, 'retryJitter', 0))
+        self.assertEqual(self.delays(retryDelay=3), [3, 6, 12])
+        self.assertEqual(self.delays(2000, retryDelay=0), [0, 0, 0])
+
+    def test_the_longest_delay_is_a_year(self):
+        from lovely.remotetask import backoff
+        from lovely.remotetask.job import MAX_DELAY
+        from lovely.remotetask.interfaces import UnknownTask
+        [jobid] = self.addJobs(1, 1000, task='boom', retryDelay=MAX_DELAY)
+        service = self.fresh()
+        job = service.jobs[jobid]
+        job.attempts = 5
+        self.assertEqual(backoff.retryDelay(service, job, None), MAX_DELAY)
+        job.attempts = 1
+        job.retryDelay = 0
+        service.retryJitter = 0
+        self.assertEqual(backoff.retryDelay(
+            service, job, UnknownTask('x')), backoff.UNKNOWN_TASK_DELAY)
+
+    def test_log_levels(self):
+        import logging
+        [done] = self.addJobs(1, 1000, task='echo')
+        [refused] = self.addJobs(1, 2000, task='boom', maxRetries=0)
+        self.transact(lambda s: s.processNext(self.now, done))
+        completed = [r for r in self.log.records
+                     if r.name == 'lovely.remotetask.completed']
+        self.assertEqual(len(completed), 1)
+        self.assertEqual(completed[0].levelno, logging.INFO)
+        self.assertRegex(completed[0].getMessage(),
+                         r"^Job 1000 \('echo'\) completed in \d+\.\d{3} s$")
+        self.transact(lambda s: s.processNext(self.now, refused))
+        [final] = [r for r in self.log.records if r.levelno >= logging.ERROR]
+        self.assertIn('failed (attempt 1 of 1): RuntimeError: boom 0\n'
+                      'Traceback (most recent call last):',
+                      final.getMessage())
