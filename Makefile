@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run worker test bench coverage lint clean-venv
+.PHONY: run worker test bench coverage lint clean-venv chromium
 
 $(BIN)/zope-testrunner: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ run: $(BIN)/zope-testrunner
 worker: $(BIN)/zope-testrunner
 	exec $(BIN)/remotetask worker $(WORKERARGS)
 
-test: $(BIN)/zope-testrunner
+# The real-browser tests drive Debian's chromium: install it when it is
+# missing and we may (root); otherwise those tests skip and say why.
+chromium:
+	@which chromium >/dev/null 2>&1 || { [ "$$(id -u)" != 0 ] || \
+	    { apt-get update -q && apt-get install -y -q chromium; } || \
+	    echo 'chromium could not be installed: browser tests skip'; }
+
+test: $(BIN)/zope-testrunner chromium
 	$(BIN)/zope-testrunner --test-path=src -vc --all $(TESTARGS)
 
 # The benchmarks of issue 7: this package and its peers (Huey, Celery,

@@ -17,6 +17,9 @@ TESTS_REQUIRE = [
     'webtest',
     'beautifulsoup4',  # the browser doctests read pages with it
     'coverage',
+    # The real-browser test of the Jobs tab drives Debian's chromium with
+    # it (never Playwright's own browser download).
+    'playwright',
 ]
 
 setup(

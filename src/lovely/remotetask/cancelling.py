@@ -146,7 +146,7 @@ def end(service, job, now):
     job.completed = now
     history.recordAttempt(job, history.CANCELLED_RUN, now)
     service._unschedule(job)
-    service._setStatus(job, CANCELLED)
+    service._setStatus(job, CANCELLED, now)
     service._ended(job)  # unique key, dependants (see service.py)
     request = job.cancelRequest
     by = request.by if request is not None and request.requested else None

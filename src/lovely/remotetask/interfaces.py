@@ -358,28 +358,42 @@ class ITaskServiceRead(Interface):
     def activeWorkers(now=None):
         """The ids of the workers alive or stopping."""
 
-    def countJobs(status=None, task=None):
-        """How many jobs are there (in that status, of that task)?
+    def countJobs(status=None, task=None, createdAfter=None,
+                  createdBefore=None):
+        """How many jobs are there (in that status, of that task, created
+        from ``createdAfter`` and before ``createdBefore``: aware
+        datetimes, to the second)?
 
-        Counting by status alone is O(1).
+        Counting by status alone is O(1); a time range walks the keys of
+        the range (and loads the jobs of it, filtered by status too).
         """
 
     def listJobs(status=None, task=None, start=0, size=None, reverse=False,
-                 after=None):
+                 after=None, sort=None, createdAfter=None,
+                 createdBefore=None):
         """Jobs (in that status, of that task), from ``start``.
 
-        Filtered by status, in the order the jobs entered it; otherwise in
-        id order.  Loads only the jobs of the requested slice, but finding
+        ``sort`` None: filtered by status, in the order the jobs entered
+        it; otherwise in id order.  Or one of ``created``, ``started``,
+        ``completed``, ``duration``, ``status``, ``task`` (see
+        sorting.py): jobs without a start or completion follow the others
+        in both directions.  ``reverse`` lists descending.  With a time
+        range (``createdAfter``, ``createdBefore``, as in ``countJobs``),
+        the jobs created in it; sort None then means ``created``.
+
+        Loads only the jobs of the requested slice, but finding
         ``start`` walks the index up to it.  With ``after`` (a job's
         ``cursor`` in this list), the jobs after that one are listed
         instead of ``start``: a page anywhere in a list of any length
         costs the same (except filtered by status and task together,
-        which tests each job of the status for the task).
+        which tests each job of the status for the task, or sorted and
+        filtered by something else than the sort, see sorting.py).
         """
 
-    def cursor(job, status=None, task=None):
-        """Where ``job`` stands in ``listJobs(status, task)``, for
-        ``after``: the page after it (or, with ``reverse``, before it)."""
+    def cursor(job, status=None, task=None, sort=None):
+        """Where ``job`` stands in ``listJobs(status, task, sort=sort)``,
+        for ``after``: the page after it (or, with ``reverse``, before
+        it)."""
 
     def taskLimits(task):
         """The limits in force for ``task``: a dict of ``maxConcurrent``,

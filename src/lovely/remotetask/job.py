@@ -81,6 +81,8 @@ class Job(persistent.Persistent):
     _heldBy = None
     # The task whose concurrency cap counts the running job, or None.
     _slot = None
+    # A finished job's keys in the sort indexes (see sorting.py).
+    _sortKeys = None
 
     def __init__(self, id, task, input=None, status=interfaces.QUEUED,
                  created=None, maxRetries=None, retryDelay=None,

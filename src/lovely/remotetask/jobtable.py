@@ -51,6 +51,9 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     The keys held by jobs that have not ended; see uniqueness.py for how
     concurrent adds of one key end with one job.  (What jobs wait for is
     kept on the jobs, see dependencies.py.)
+
+``_created``, ``_started``, ``_duration`` (time sets)
+    The sorts of ``listJobs(sort=...)``: see sorting.py.
 """
 import datetime
 import itertools
@@ -64,6 +67,7 @@ from BTrees.OOBTree import OOBTree
 from lovely.remotetask import events
 from lovely.remotetask import interfaces
 from lovely.remotetask import priorities
+from lovely.remotetask import sorting
 from lovely.remotetask import tasklimits
 from lovely.remotetask import timeset
 from lovely.remotetask import uniqueness
@@ -123,6 +127,7 @@ class JobTable:
         self._uniqueKeys = uniqueness.newKeyMap()
         self._priorityQueues = priorities.newQueues()
         tasklimits.initGates(self)
+        sorting.initIndexes(self)
 
     # -- jobs by id ----------------------------------------------------------
 
@@ -168,6 +173,7 @@ class JobTable:
         byTask.add(job.id)
         self._taskCounts[job.task].change(1)
         events.afterCommit(self, events.JobEnqueued(self, job))
+        sorting.added(self, job)
 
     def _newest(self, status, limit=None):
         """The ids of up to ``limit`` (None: all) jobs in ``status``, the
@@ -180,9 +186,9 @@ class JobTable:
         oldest first (or those of the index ``keys``, see retention.py);
         return their ids (an IITreeSet).
 
-        Linear in the jobs removed, and no job is loaded: each removed id
-        is looked up in each task's id set (there are few tasks), no set
-        is walked.
+        Linear in the jobs removed: each removed id is looked up in each
+        task's id set (there are few tasks), no set is walked; each job is
+        loaded for its keys in the sort indexes (sorting.py).
         """
         index = self._index[status]
         if keys is None:
@@ -190,6 +196,7 @@ class JobTable:
         jobids = [keyId(key) for key in keys]
         for key, jobid in zip(keys, jobids):
             index.remove(key)
+            sorting.removed(self, self.jobs[jobid])
             del self.jobs[jobid]
         self._counts[status].change(-len(keys))
         for task, ids in self._byTask.items():
@@ -207,9 +214,11 @@ class JobTable:
     def _setStatus(self, job, status, at=None):
         """Move ``job`` to ``status`` in the index, keyed by ``at`` (now)."""
         old = job.status
-        key = timeKey(now_(at), job.id)
+        when = now_(at)
+        key = timeKey(when, job.id)
         if old == status and job._statusKey == key:
             return
+        sorting.statusChanged(self, job, old, status, when)
         if old is not None:
             self._statusSet(old, job).remove(job._statusKey)
             if old != status:
@@ -363,9 +372,13 @@ class JobTable:
             return (keyId(key) for key in self._statusKeys(status))
         return iter(self.jobs.keys())
 
-    def countJobs(self, status=None, task=None):
+    def countJobs(self, status=None, task=None, createdAfter=None,
+                  createdBefore=None):
         """See ITaskServiceRead."""
         self._checkStatus(status)
+        if createdAfter is not None or createdBefore is not None:
+            return sorting.countIds(self, status, task, createdAfter,
+                                    createdBefore)
         if task is None and status is None:
             # The counters, not len(self.jobs), which walks every bucket.
             return sum(count() for count in self._counts.values())
@@ -378,19 +391,33 @@ class JobTable:
         return sum(1 for jobid in self._filtered(status, task))
 
     def listJobs(self, status=None, task=None, start=0, size=None,
-                 reverse=False, after=None):
+                 reverse=False, after=None, sort=None, createdAfter=None,
+                 createdBefore=None):
         """See ITaskServiceRead."""
+        self._checkStatus(status)
+        sorting.checkSort(sort)
+        if sort is None and (createdAfter is not None
+                             or createdBefore is not None):
+            sort = 'created'
+        if sort is not None:
+            ids = sorting.listIds(self, sort, status, task, start, size,
+                                  reverse, after, createdAfter, createdBefore)
+            return [self.jobs[jobid] for jobid in ids]
         ids = self._idsAfter(status, task, after, reverse)
         stop = None if size is None else start + size
         return [self.jobs[jobid]
                 for jobid in itertools.islice(ids, start, stop)]
 
-    def cursor(self, job, status=None, task=None):
+    def cursor(self, job, status=None, task=None, sort=None):
         """See ITaskServiceRead."""
-        if status is None:
+        sorting.checkSort(sort)
+        if status is None and sort is None:
             return job.id
         # The stored job, not the one given (which may be proxied).
-        return self._job(job.id)._statusKey
+        job = self._job(job.id)
+        if sort is None:
+            return job._statusKey
+        return sorting.cursor(self, job, sort)
 
     def _idsAfter(self, status, task, after, reverse):
         """The ids of ``listJobs(status, task)`` after the cursor

@@ -133,7 +133,7 @@ class ProcessingSteps:
 
     def _start(self, job, worker, now, lease=None):
         events.afterCommit(self, events.JobStarted(self, job, now))
-        self._setStatus(job, PROCESSING)
+        self._setStatus(job, PROCESSING, now)
         job.attempts += 1
         job.started = now
         job.worker = worker
@@ -177,7 +177,7 @@ class ProcessingSteps:
         if isinstance(job, CronJob) and job.delay is None:
             self._scheduleNext(job, now)
         else:
-            self._setStatus(job, COMPLETED)
+            self._setStatus(job, COMPLETED, now)
             self._ended(job)  # unique key, dependants (see service.py)
 
     def _log(self, level, message, *args, logger=log):
@@ -226,8 +226,9 @@ class ProcessingSteps:
                       f' in {delay:.3g} s' if delay else '', message)
             events.afterCommit(self, events.JobFailed(self, job, 'retry'))
             return 'retry'
-        self._setStatus(job, ERROR)
+        # Completed first: the sort indexes read it (sorting.py).
         job.completed = now
+        self._setStatus(job, ERROR, now)
         self._ended(job)  # unique key, dependants (see service.py)
         # The job needs an operator: ERROR, with the traceback (none for a
         # TaskError, an expected failure; the job keeps it too).

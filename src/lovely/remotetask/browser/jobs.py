@@ -6,11 +6,22 @@ A POST from a page of another site is refused (403, see util.py).  They
 need ``lovely.remotetask.Manage``; users who may only look at the service
 (``lovely.remotetask.View``) see neither the buttons nor the checkboxes.
 
+The buttons that change many jobs at once (Cancel all, the Remove
+buttons, the Retry buttons) first answer with a page that says what will
+happen to how many jobs; its button posts again, with ``confirmed``.
+
 After a button did its work, the page redirects (303 See Other) to
 itself, so that reloading it does not post the form again.  The message
 of the button travels in the query (``done``, with its numbers): only the
 fixed messages below can be shown that way.
+
+The search (a GET form): a job id jumps to the job's page; status, task
+and a time range of creation (``createdAfter``, ``createdBefore``: UTC,
+``YYYY-MM-DD HH:MM[:SS]`` or the ``T`` form of a browser's date field)
+filter the table.  ``jobs.json`` (``JobsData``) is the same data for the
+live refresh of the page (jobs.js): the counts and the rows of the page.
 """
+import json
 from urllib.parse import parse_qsl
 from urllib.parse import urlencode
 
@@ -23,9 +34,14 @@ from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask import bulk
+from lovely.remotetask.browser.confirm import CONFIRM
+from lovely.remotetask.browser.confirm import ConfirmMixin
+from lovely.remotetask.browser.search import SearchMixin
+from lovely.remotetask.browser.search import _number
 from lovely.remotetask.browser.table import JobsTable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
+from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
@@ -48,7 +64,16 @@ MESSAGES = {
     'cleaned': (_('Cleaned ${count} Jobs'), ('count',)),
     'started': (_('Processing started'), ()),
     'stopped': (_('Processing stopped'), ()),
+    'retried': (_('${count} jobs queued again.'), ('count',)),
+    'some-retried': (
+        _('${retried} of ${selected} jobs queued again; the others were '
+          'not in error or cancelled, or removed.'),
+        ('retried', 'selected')),
 }
+
+#: Seconds between two refreshes of the live page.
+REFRESH = 3
+
 
 #: The query parameters of a message.
 DONE_PARAMETERS = {'done'} | {name for text, names in MESSAGES.values()
@@ -61,18 +86,7 @@ def message(key, **numbers):
     return _(text, mapping={name: numbers[name] for name in names})
 
 
-def _number(value):
-    """A submitted job id or count as an int; None if it is not one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        value = value.strip()
-        if value.isascii() and value.isdigit() and len(value) < 20:
-            return int(value)
-    return None
-
-
-class JobsView(BrowserPage):
+class JobsView(SearchMixin, ConfirmMixin, BrowserPage):
     """The jobs of a service: counts, filters, a table page, buttons."""
 
     template = ViewPageTemplateFile('jobs.pt')
@@ -80,6 +94,8 @@ class JobsView(BrowserPage):
     #: (button name, label, method name): in the order they are shown
     buttons = (
         ('CANCEL', _('Cancel'), 'cancelSelected'),
+        ('RETRY', _('Retry'), 'retrySelected'),
+        ('RETRY_ALL', _('Retry all'), 'retryAll'),
         ('CANCEL_ALL', _('Cancel all'), 'cancelAll'),
         ('CLEAN_COMPLETED', _('Remove completed'), 'cleanCompleted'),
         ('CLEAN_CANCELLED', _('Remove cancelled'), 'cleanCancelled'),
@@ -89,7 +105,12 @@ class JobsView(BrowserPage):
         ('STOP_PROCESSING', _('Stop Processing'), 'stopProcessing'),
     )
 
+    confirmTemplate = ViewPageTemplateFile('confirm.pt')
+
     message = None
+    #: The button waiting for confirmation: ``{'name', 'label', 'text',
+    #: 'count', 'jobs'}``.
+    confirmation = None
 
     def __call__(self):
         refused = refuseCrossOrigin(self.request)
@@ -97,6 +118,8 @@ class JobsView(BrowserPage):
             return refused
         if self.update():
             return ''
+        if self.confirmation is not None:
+            return self.confirmTemplate()
         return self.template()
 
     def update(self):
@@ -104,23 +127,26 @@ class JobsView(BrowserPage):
         is a redirect."""
         self.status = self._choice('status', STATUSES)
         self.task = self._choice('task', self.taskNames())
+        self.readTimeRange()
         self.table = JobsTable(self.context, self.request,
                                status=self.status, task=self.task,
-                               selectable=self.canManage())
+                               selectable=self.canManage(),
+                               created=self.created,
+                               createdQuery=self.createdQuery)
         if self.request.method == 'POST':
             done = self.handleButtons()
             if done is not None:
                 self.request.response.redirect(self.doneURL(*done),
                                                status=303)
                 return True
+            if self.confirmation is not None:
+                return False
         else:
-            self.message = self.doneMessage()
+            self.message = self.doneMessage() or self.message
+            if self.jumpToJob():
+                return True
         self.table.update()
         return False
-
-    def _choice(self, name, allowed):
-        value = self.request.form.get(name)
-        return value if isinstance(value, str) and value in allowed else None
 
     def doneURL(self, key, numbers):
         """This page telling that a button did its work.
@@ -129,13 +155,16 @@ class JobsView(BrowserPage):
         batch in the query (``actionURL``), which the publisher does not
         read for a POST: the page the redirect goes to keeps that query.
         """
-        kept = [(name, value) for name, value in parse_qsl(
+        query = urlencode(sorted(self.keptQuery() + [('done', key)]
+                                 + list(numbers.items())))
+        return f'{absoluteURL(self.context, self.request)}?{query}'
+
+    def keptQuery(self):
+        """The query of this page without the message of a button."""
+        return [(name, value) for name, value in parse_qsl(
                     self.request.get('QUERY_STRING', ''),
                     keep_blank_values=True)
                 if name not in DONE_PARAMETERS]
-        query = urlencode(sorted(kept + [('done', key)]
-                                 + list(numbers.items())))
-        return f'{absoluteURL(self.context, self.request)}?{query}'
 
     def doneMessage(self):
         """The message named by ``done`` in the query, or None."""
@@ -183,6 +212,7 @@ class JobsView(BrowserPage):
         service = self.context
         return [{'status': status,
                  'count': service.countJobs(status=status),
+                 'cssName': statusClass(status)[len('status-'):],
                  'cssClass': statusClass(status),
                  'selected': status == self.status,
                  'url': self.table.url(status=status, task=None)}
@@ -211,14 +241,35 @@ class JobsView(BrowserPage):
         """The URL of the service (the filter form goes there)."""
         return absoluteURL(self.context, self.request)
 
+    def liveURL(self):
+        """The JSON of this page (jobs.json, with its query)."""
+        kept = urlencode(self.keptQuery())
+        url = absoluteURL(self.context, self.request) + '/@@jobs.json'
+        return f'{url}?{kept}' if kept else url
+
+    def refreshInterval(self):
+        """Seconds between two refreshes of the live page."""
+        return REFRESH
+
+    def firstPage(self):
+        """Is the table at its first page (which the live refresh
+        renews)?"""
+        batch = self.table.batch
+        return batch is None or not batch.start
+
     def visibleButtons(self):
         """The buttons for this user and this state of the service."""
         if not self.canManage():
             return []
-        hidden = ('STOP_PROCESSING' if not self.isProcessing()
-                  else 'START_PROCESSING')
+        hidden = {'STOP_PROCESSING' if not self.isProcessing()
+                  else 'START_PROCESSING'}
+        if self.status not in (None,) + RETRYABLE or self.created:
+            # Retry all retries the jobs in error (or, filtered so, the
+            # cancelled ones) of the task filter; not a time range.
+            hidden.add('RETRY_ALL')
         return [{'name': name, 'label': label}
-                for name, label, method in self.buttons if name != hidden]
+                for name, label, method in self.buttons
+                if name not in hidden]
 
     # -- the buttons ---------------------------------------------------------
 
@@ -226,8 +277,12 @@ class JobsView(BrowserPage):
         """Run the action of the pressed button; return what it tells,
         ``(key of MESSAGES, numbers)``, or None if no button was pressed.
         """
+        form = self.request.form
         for name, label, method in self.buttons:
-            if name in self.request.form:
+            if name in form:
+                if name in CONFIRM and 'confirmed' not in form:
+                    self.confirm(name, label)
+                    return None
                 return getattr(self, method)()
         return None
 
@@ -271,6 +326,27 @@ class JobsView(BrowserPage):
         bulk.cancelAll(self._unproxied())
         return 'all-cancelled', {}
 
+    def retrySelected(self):
+        jobids, selected = self.selectedIds()
+        if not selected:
+            return 'none-selected', {}
+        retried = 0
+        for jobid in jobids:
+            if jobid is None:
+                continue
+            try:
+                self.context.retry(jobid)
+            except (KeyError, ValueError):
+                # Not failed or cancelled (NotRetryable), or removed.
+                continue
+            retried += 1
+        return 'some-retried', {'retried': retried, 'selected': selected}
+
+    def retryAll(self):
+        count = bulk.retryAll(self._unproxied(), self.retryStatus(),
+                              self.task)
+        return 'retried', {'count': count}
+
     def _clean(self, statuses):
         return 'cleaned', {'count': bulk.clean(self._unproxied(), statuses)}
 
@@ -293,3 +369,41 @@ class JobsView(BrowserPage):
     def stopProcessing(self):
         self.context.stopProcessing()
         return 'stopped', {}
+
+
+class JobsData(JobsView):
+    """``jobs.json``: the counts and the rows of the Jobs tab, for its
+    live refresh (jobs.js); GET only, the query of the page.
+
+    ``rows`` is the markup of the table's rows (escaped as on the page),
+    or null when the page is not the first (a later page is not renewed:
+    its rows would move under the reader).
+    """
+
+    def __call__(self):
+        refused = refuseCrossOrigin(self.request)
+        if refused is not None:
+            return refused
+        self.status = self._choice('status', STATUSES)
+        self.task = self._choice('task', self.taskNames())
+        self.readTimeRange()
+        self.table = JobsTable(self.context, self.request,
+                               status=self.status, task=self.task,
+                               selectable=self.canManage(),
+                               created=self.created,
+                               createdQuery=self.createdQuery)
+        self.table.update()
+        data = {
+            'counts': {item['status']: item['count']
+                       for item in self.statusCounts()},
+            'total': self.totalCount(),
+            'found': self.filteredCount(),
+            'jobs': [{'id': row[0][0].id, 'status': row[0][0].status}
+                     for row in self.table.rows],
+            'rows': (self.table.renderRows()
+                     if self.firstPage() else None),
+        }
+        response = self.request.response
+        response.setHeader('Content-Type', 'application/json')
+        response.setHeader('Cache-Control', 'no-store')
+        return json.dumps(data)

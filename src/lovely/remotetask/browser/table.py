@@ -3,8 +3,12 @@
 A page of the table never loads more jobs than it shows: the rows come
 from ``ITaskServiceRead.listJobs`` through a lazy sequence whose length is
 ``countJobs``, and z3c.batching pages over that sequence.  The order is
-the service's: job ids, ascending or descending.  (Sorting by other
-columns would mean loading every job; filter by status instead.)
+one of the service's sorts (sorting.py): by created (the newest first,
+the default), started, completed, duration, status or task, ascending or
+descending; or by id; or, filtered by status, by the time the jobs
+entered it (the newest first, the default then: the status index itself,
+which no other sort filtered by status walks as cheaply).  The headers of
+those columns are the sort links (``jobs-sortOn``, ``jobs-sortOrder``).
 
 A page costs the same wherever it is in a table of any size: the
 Previous and Next links carry the cursor of the row next to them
@@ -25,9 +29,11 @@ The markup of a row is the original package's::
 
 The request chooses the page: ``jobs-batchSize`` (1 to 500 jobs; 50 when
 it is missing, not a number or below 1) and ``jobs-batchStart``.  Values
-that are not a number (a list, a record) are ignored.
+that are not a number (a list, a record) are ignored.  The view chooses
+the filters (status, task, a time range of creation).
 """
 import html
+import reprlib
 from urllib.parse import urlencode
 
 import zope.component
@@ -39,6 +45,7 @@ from z3c.table import table
 from zope.i18nmessageid import MessageFactory
 from zope.traversing.browser import absoluteURL
 
+from lovely.remotetask.browser.util import NOT_SET
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import statusClass
 
@@ -47,6 +54,16 @@ _ = MessageFactory('lovely.remotetask')
 
 #: The most jobs a page of the table shows.
 MAX_BATCH_SIZE = 500
+#: The sorts of the table (``jobs-sortOn``): the service's sort for each
+#: (None: the service's own order, by id or, filtered by status, by the
+#: time the jobs entered it).
+SORTS = {'id': None, 'entered': None, 'created': 'created',
+         'started': 'started', 'completed': 'completed',
+         'duration': 'duration', 'status': 'status', 'task': 'task'}
+#: The sorts that list descending unless the request says otherwise.
+DESCENDING = ('entered', 'created', 'started', 'completed', 'duration')
+#: The most characters of a summary (input, error) in a cell.
+SUMMARY = 80
 
 
 def _integer(value):
@@ -70,12 +87,17 @@ class JobSequence:
     for.
     """
 
-    def __init__(self, service, status=None, task=None, reverse=False):
+    def __init__(self, service, status=None, task=None, reverse=False,
+                 sort=None, createdAfter=None, createdBefore=None):
         self.service = service
         self.status = status
         self.task = task
         self.reverse = reverse
-        self._length = service.countJobs(status=status, task=task)
+        self.sort = sort
+        self.created = {'createdAfter': createdAfter,
+                        'createdBefore': createdBefore}
+        self._length = service.countJobs(status=status, task=task,
+                                         **self.created)
         self.page = None     # (start, jobs) found by a cursor
 
     def __len__(self):
@@ -84,7 +106,8 @@ class JobSequence:
     def list(self, start=0, size=None, reverse=False, **after):
         return self.service.listJobs(
             status=self.status, task=self.task, start=start, size=size,
-            reverse=self.reverse != reverse, **after)
+            reverse=self.reverse != reverse, sort=self.sort,
+            **self.created, **after)
 
     def _list(self, start, size):
         if self.page is not None and self.page[0] == start:
@@ -97,7 +120,10 @@ class JobSequence:
         return self.list(start, size)
 
     def cursor(self, job):
-        return self.service.cursor(job, self.status, self.task)
+        sort = self.sort
+        if sort is None and any(self.created.values()):
+            sort = 'created'     # listJobs's order with a time range
+        return self.service.cursor(job, self.status, self.task, sort=sort)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -116,26 +142,45 @@ class JobsTable(table.Table):
     """The jobs of a service, one page at a time.
 
     The request chooses the page (``jobs-batchStart``, ``jobs-batchSize``)
-    and the order (``jobs-sortOrder=descending``); the view chooses the
-    filter (``status``, ``task``) and whether jobs can be selected (the
-    checkboxes of the Cancel button).
+    and the order (``jobs-sortOn``, ``jobs-sortOrder``); the view chooses
+    the filter (``status``, ``task``, ``created``: a time range, as
+    ``{'createdAfter', 'createdBefore'}`` and their text for the links)
+    and whether jobs can be selected (the checkboxes of the buttons).
     """
 
     prefix = 'jobs'
     cssClasses = {'table': 'listing jobs'}
-    cssClassSortedOn = None  # the order is the service's: ids
+    cssClassSortedOn = None  # the header links mark the order
     batchSize = 50
     batchProviderName = 'jobs-batch'
     __name__ = '@@jobs.html'
 
     def __init__(self, context, request, status=None, task=None,
-                 selectable=True):
+                 selectable=True, created=None, createdQuery=None):
         super().__init__(context, request)
         self.status = status
         self.task = task
+        self.created = created or {}
+        self.createdQuery = createdQuery or {}
         self.selectable = selectable
         self.batch = None
         self.jobs = None
+
+    @property
+    def defaultSort(self):
+        return 'entered' if self.status is not None else 'created'
+
+    @property
+    def sortName(self):
+        """The column the table is sorted on (a key of ``SORTS``)."""
+        sortOn = self.request.get(self.prefix + '-sortOn')
+        if not isinstance(sortOn, str) or sortOn not in SORTS or (
+                sortOn == 'entered' and self.status is None):
+            return self.defaultSort
+        return sortOn
+
+    def defaultOrder(self, sortOn):
+        return 'descending' if sortOn in DESCENDING else 'ascending'
 
     def getBatchSize(self):
         """The page size the request asks for, from 1 to 500."""
@@ -150,9 +195,12 @@ class JobsTable(table.Table):
         return max(start or 0, 0)
 
     def getSortOrder(self):
-        """``descending`` if the request asks for it, else ascending."""
+        """``ascending`` or ``descending``: as the request asks, else the
+        sort's default (descending for times)."""
         order = self.request.get(self.prefix + '-sortOrder')
-        return order if isinstance(order, str) else self.sortOrder
+        if order in ('ascending', 'descending'):
+            return order
+        return self.defaultOrder(self.sortName)
 
     @property
     def reverse(self):
@@ -161,12 +209,24 @@ class JobsTable(table.Table):
     def url(self, **changes):
         """The URL of this page (filters, order, batch size) with
         ``changes`` to its query; a value of None drops a parameter."""
+        # Another status filter has its own default order.
+        refilter = 'status' in changes and changes['status'] != self.status
+        sortOn = changes.pop('sortOn', None if refilter else self.sortName)
+        order = changes.pop('sortOrder',
+                            None if refilter else self.getSortOrder())
+        status = changes.get('status', self.status)
+        default = 'entered' if status is not None else 'created'
+        sortOn = sortOn or default
         args = {'status': self.status, 'task': self.task,
+                **self.createdQuery,
                 self.prefix + '-batchSize':
                     self.batchSize if self.batchSize != type(self).batchSize
                     else None,
+                self.prefix + '-sortOn':
+                    None if sortOn == default else sortOn,
                 self.prefix + '-sortOrder':
-                    'descending' if self.reverse else None}
+                    None if order in (None, self.defaultOrder(sortOn))
+                    else order}
         args.update(changes)
         query = urlencode(sorted((k, v) for k, v in args.items()
                                  if v is not None))
@@ -186,19 +246,19 @@ class JobsTable(table.Table):
     def setUpColumns(self):
         select = [column.addColumn(self, SelectColumn, 'select', weight=0)]
         return (select if self.selectable else []) + [
-            column.addColumn(self, IdColumn, 'id', weight=10),
-            column.addColumn(self, TaskColumn, 'task', weight=20),
-            column.addColumn(self, StatusColumn, 'status', weight=30),
-            column.addColumn(self, DetailColumn, 'detail', weight=40),
-            column.addColumn(self, CreatedColumn, 'created', weight=50),
-            column.addColumn(self, StartColumn, 'start', weight=60),
-            column.addColumn(self, EndColumn, 'end', weight=70),
-        ]
+            column.addColumn(self, factory, name, weight=weight)
+            for weight, (name, factory) in enumerate((
+                ('id', IdColumn), ('task', TaskColumn),
+                ('status', StatusColumn), ('attempts', AttemptsColumn),
+                ('created', CreatedColumn), ('start', StartColumn),
+                ('end', EndColumn), ('duration', DurationColumn),
+                ('worker', WorkerColumn), ('detail', DetailColumn),
+                ('error', ErrorColumn)), 1)]
 
     def setUpRows(self):
         """The rows of the current page only."""
         jobs = JobSequence(self.context, self.status, self.task,
-                           self.reverse)
+                           self.reverse, SORTS[self.sortName], **self.created)
         if not len(jobs):
             return []
         start = self.batchStart
@@ -250,50 +310,80 @@ class JobsTable(table.Table):
 
     def renderCell(self, item, column, colspan=0):
         css = html.escape(column.cssClasses.get('td', ''))
-        return (f'\n  <td class="{css}">\n    {column.renderCell(item)}'
-                f'\n  </td>')
+        content = column.renderCell(item)
+        if not content:
+            return f'\n  <td class="{css}"></td>'
+        return f'\n  <td class="{css}">\n    {content}\n  </td>'
+
+    def renderTable(self):
+        """The table; without rows, hidden (the live refresh fills it)."""
+        rendered = super().renderTable()
+        if not self.rows:
+            rendered = rendered.replace('<table', '<table hidden="hidden"', 1)
+        return rendered
 
     def renderBody(self):
         return f'\n<tbody>{self.renderRows()}\n</tbody>'
 
 
 class JobColumn(column.Column):
-    """A column of the jobs table: a translated header, a CSS class."""
+    """A column of the jobs table: a translated header, a CSS class; a
+    column with a ``sortOn`` has a header that sorts the table by it."""
 
     cssClass = ''
+    sortOn = None
 
     @property
     def cssClasses(self):
         return {'td': self.cssClass, 'th': self.cssClass}
 
+    def renderHeadCell(self):
+        header = super().renderHeadCell()
+        table = self.table
+        sortOn = self.sortOn
+        if sortOn == 'id' and table.status is not None:
+            sortOn = None   # filtered by status, there is no id order
+        if sortOn is None:
+            return header
+        # Filtered by status, its order is the one the jobs entered it.
+        current = table.sortName == sortOn or (
+            sortOn == 'status' and table.sortName == 'entered')
+        order = table.defaultOrder(sortOn)
+        if current:
+            order = 'ascending' if table.reverse else 'descending'
+        url = table.url(sortOn=sortOn, sortOrder=order, **{
+            table.prefix + '-batchStart': None})
+        title = zope.i18n.translate(
+            _('Sort by ${column}, ${order}',
+              mapping={'column': zope.i18n.translate(self.header,
+                                                     context=self.request),
+                       'order': order}), context=self.request)
+        arrow = ''
+        if current:
+            arrow = ' &#9660;' if table.reverse else ' &#9650;'
+        css = ' class="sortedOn"' if current else ''
+        return (f'<a href="{html.escape(url)}" title="{html.escape(title)}"'
+                f'{css}>{header}{arrow}</a>')
+
 
 class SelectColumn(JobColumn):
-    """The checkbox that selects a job for the Cancel button."""
+    """The checkbox that selects a job for the buttons."""
 
     def renderCell(self, job):
         return f'<input type="checkbox" name="jobs:list" value="{job.id}">'
 
 
 class IdColumn(JobColumn):
-    """The job id; its header changes the order (ascending, descending)."""
+    """The job id: the link to the job's page."""
 
     header = _('Id')
     cssClass = 'tableId'
-
-    def renderHeadCell(self):
-        reverse = self.table.reverse
-        url = self.table.url(**{
-            self.table.prefix + '-sortOrder': None if reverse else 'descending',
-            self.table.prefix + '-batchStart': None})
-        title = zope.i18n.translate(
-            _('Sort by id, ascending') if reverse else
-            _('Sort by id, descending'), context=self.request)
-        arrow = '&#9660;' if reverse else '&#9650;'
-        return (f'<a href="{html.escape(url)}" title="{html.escape(title)}">'
-                f'{super().renderHeadCell()} {arrow}</a>')
+    sortOn = 'id'
 
     def renderCell(self, job):
-        return str(job.id)
+        # A job's __name__ is its id: no walk up to the root per row.
+        url = f'{self.table.serviceURL}/{job.id}'
+        return f'<a href="{html.escape(url)}">{job.id}</a>'
 
 
 class TaskColumn(JobColumn):
@@ -301,6 +391,7 @@ class TaskColumn(JobColumn):
 
     header = _('Task')
     cssClass = 'tableTask'
+    sortOn = 'task'
 
     def renderCell(self, job):
         return html.escape(job.task)
@@ -311,63 +402,153 @@ class StatusColumn(JobColumn):
 
     header = _('Status')
     cssClass = 'tableStatus'
+    sortOn = 'status'
 
     def renderCell(self, job):
         return (f'<span class="{html.escape(statusClass(job.status))}">'
                 f'{html.escape(job.status)}</span>')
 
 
-class DetailColumn(JobColumn):
-    """A view of the job: ``TASKNAME_detail``, else ``detail``.
+class AttemptsColumn(JobColumn):
+    """How many times the job was started."""
 
-    Applications register such views to show what a job is about (its
-    input, say).  The view renders markup: it escapes what it shows.
+    header = _('Attempts')
+    cssClass = 'tableAttempts'
+
+    def renderCell(self, job):
+        return str(job.attempts)
+
+
+def summary(value, size=SUMMARY):
+    """A value in one line of at most ``size`` characters ('' for None).
+
+    >>> summary({'n': 1, 'text': 'two words'})
+    "{'n': 1, 'text': 'two words'}"
+    >>> summary('a  text\\non lines'), summary(None)
+    ('a text on lines', '')
+    >>> len(summary('x' * 100)), summary('x' * 100)[-1]
+    (80, '\u2026')
+    >>> summary(list(range(1000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        text = ' '.join(value.split())
+    else:
+        short = reprlib.Repr()
+        short.maxlevel = 2
+        short.maxstring = short.maxother = size
+        try:
+            text = short.repr(value)
+        except Exception:
+            text = object.__repr__(value)
+        text = ' '.join(text.split())
+    return text if len(text) <= size else text[:size - 1] + '\u2026'
+
+
+class DetailColumn(JobColumn):
+    """What the job is about: a view of the job ``TASKNAME_detail``, else
+    ``detail`` (an application's, or a cron job's schedule), else a
+    summary of the input in one line.
+
+    Applications register such views to show what a job is about.  The
+    view renders markup: it escapes what it shows.
     """
 
-    header = _('Detail')
+    header = _('Input')
     cssClass = 'tableDetail'
 
     def renderCell(self, job):
+        from lovely.remotetask.browser.job import JobDetail
         for name in (job.task + '_detail', 'detail'):
             view = zope.component.queryMultiAdapter(
                 (job, self.request), name=name)
-            if view is not None:
+            if view is not None and not isinstance(view, JobDetail):
                 return view()
-        return zope.i18n.translate(_('No input detail available'),
-                                   context=self.request)
+        return html.escape(summary(job.input), quote=False)
 
 
-class CreatedColumn(JobColumn):
-    """When the job was created: the link to the job's page."""
+class ErrorColumn(JobColumn):
+    """The job's error in one line (the whole message as its title)."""
+
+    header = _('Error')
+    cssClass = 'tableError'
+
+    def renderCell(self, job):
+        if not job.error:
+            return ''
+        error = str(job.error)
+        return (f'<span title="{html.escape(error[:2000])}">'
+                f'{html.escape(summary(error))}</span>')
+
+
+class DateColumn(JobColumn):
+    attribute = None
+
+    def renderCell(self, job):
+        return html.escape(formatDate(getattr(job, self.attribute)))
+
+
+class CreatedColumn(DateColumn):
+    """When the job was created."""
 
     header = _('Created')
     cssClass = 'tableCreated'
-
-    def renderCell(self, job):
-        # A job's __name__ is its id: no walk up to the root per row.
-        url = f'{self.table.serviceURL}/{job.id}'
-        return (f'<a href="{html.escape(url)}">'
-                f'{html.escape(formatDate(job.created))}</a>')
+    sortOn = 'created'
+    attribute = 'created'
 
 
-class StartColumn(JobColumn):
+class StartColumn(DateColumn):
     """When the job's last run started."""
 
-    header = _('Start')
+    header = _('Started')
     cssClass = 'tableStart'
+    sortOn = 'started'
+    attribute = 'started'
 
-    def renderCell(self, job):
-        return html.escape(formatDate(job.started))
 
-
-class EndColumn(JobColumn):
+class EndColumn(DateColumn):
     """When the job completed (or failed for good)."""
 
-    header = _('End')
+    header = _('Completed')
     cssClass = 'tableEnd'
+    sortOn = 'completed'
+    attribute = 'completed'
+
+
+def formatDuration(job):
+    """How long the job's last run took (or runs, if it is running)."""
+    if job.started is None or job.completed is None \
+            or job.completed < job.started:
+        return NOT_SET if job.status != 'processing' else '…'
+    seconds = (job.completed - job.started).total_seconds()
+    if seconds < 60:
+        return f'{seconds:.1f} s'
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}:{minutes:02d}:{seconds:02d}'
+
+
+class DurationColumn(JobColumn):
+    """How long the job's last run took."""
+
+    header = _('Duration')
+    cssClass = 'tableDuration'
+    sortOn = 'duration'
 
     def renderCell(self, job):
-        return html.escape(formatDate(job.completed))
+        return html.escape(formatDuration(job))
+
+
+class WorkerColumn(JobColumn):
+    """The worker that ran (or runs) the job."""
+
+    header = _('Worker')
+    cssClass = 'tableWorker'
+
+    def renderCell(self, job):
+        return html.escape(job.worker or '')
 
 
 class JobsBatchProvider(batch.BatchProvider):

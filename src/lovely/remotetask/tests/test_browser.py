@@ -31,6 +31,8 @@ class Job:
         self.created = datetime.datetime(2024, 1, 1,
                                          tzinfo=datetime.timezone.utc)
         self.started = self.completed = None
+        self.attempts = 0
+        self.worker = self.input = self.error = None
 
 
 @implementer(IRoot)
@@ -44,11 +46,13 @@ class Service:
         self.count = count
         self.calls = []
 
-    def countJobs(self, status=None, task=None):
+    def countJobs(self, status=None, task=None, createdAfter=None,
+                  createdBefore=None):
         return self.count
 
     def listJobs(self, status=None, task=None, start=0, size=None,
-                 reverse=False, after=None):
+                 reverse=False, after=None, sort=None, createdAfter=None,
+                 createdBefore=None):
         assert size is not None, 'listJobs asked for every job'
         if after is not None:
             # Ids are the cursors; the jobs after ``after``.
@@ -63,7 +67,7 @@ class Service:
             ids = range(self.count - start, self.count - stop, -1)
         return [Job(self, jobid) for jobid in ids]
 
-    def cursor(self, job, status=None, task=None):
+    def cursor(self, job, status=None, task=None, sort=None):
         return job.id
 
 
@@ -120,6 +124,8 @@ class JobsTableTests(unittest.TestCase):
         zope.component.testing.tearDown()
 
     def render(self, **form):
+        # Filtered by status, the default order is the latest first.
+        form.setdefault('jobs-sortOrder', 'ascending')
         table = JobsTable(self.service, TestRequest(form=form),
                           status='queued')
         table.update()
@@ -191,8 +197,12 @@ class JobsTableTests(unittest.TestCase):
             self.assertEqual(table.getBatchStart(), expected, start)
 
     def test_sort_order_is_text(self):
+        # Not text: the default order (the newest first).
         table = JobsTable(self.service, TestRequest(
-            form={'jobs-sortOrder': ['descending']}))
+            form={'jobs-sortOrder': ['ascending']}))
+        self.assertTrue(table.reverse)
+        table = JobsTable(self.service, TestRequest(
+            form={'jobs-sortOrder': 'ascending'}))
         self.assertFalse(table.reverse)
 
     def test_no_checkboxes_unless_selectable(self):
@@ -224,4 +234,6 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.util'),
         doctest.DocTestSuite('lovely.remotetask.browser.job'),
         doctest.DocTestSuite('lovely.remotetask.browser.cron'),
+        doctest.DocTestSuite('lovely.remotetask.browser.search'),
+        doctest.DocTestSuite('lovely.remotetask.browser.table'),
     ])

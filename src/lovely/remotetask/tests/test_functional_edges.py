@@ -73,8 +73,28 @@ class JobsViewTests(FunctionalTestCase):
         self.assertEqual(self.service.getStatus(jobid), 'queued')
 
     def test_cleaning_nothing(self):
-        body = self.press('/tasks', 'CLEAN_ALL=Remove+all')
+        body = self.press('/tasks', 'CLEAN_ALL=Remove+all&confirmed=1')
         self.assertIn(b'Cleaned 0 Jobs', body)
+
+    def test_bulk_buttons_ask_first(self):
+        jobid = self.service.add('echo')
+        transaction.commit()
+        for button in ('CANCEL_ALL', 'CLEAN_ALL', 'CLEAN_COMPLETED',
+                       'CLEAN_CANCELLED', 'CLEAN_ERROR'):
+            response = self.post('/tasks?task=echo', f'{button}=1')
+            self.assertEqual(response.getStatus(), 200)
+            body = response.getBody()
+            self.assertIn(b'class="confirmation"', body)
+            self.assertIn(b'name="confirmed" value="1"', body)
+            self.assertIn(b'action="http://localhost/tasks?task=echo"', body)
+        transaction.abort()
+        self.assertEqual(self.service.getStatus(jobid), 'queued')
+        body = self.press('/tasks', 'CANCEL_ALL=1&confirmed=1')
+        self.assertIn(b'All jobs cancelled', body)
+
+    def test_viewers_may_not_ask_either(self):
+        response = self.post('/tasks', 'CLEAN_ALL=1', VIEWER)
+        self.assertEqual(response.getStatus(), 403)
 
     def test_start_twice_stop_twice(self):
         for expected in (b'Processing started', b'Processing started'):
@@ -90,7 +110,7 @@ class JobsViewTests(FunctionalTestCase):
     def test_a_button_redirects_to_the_page_it_was_on(self):
         response = self.post(
             '/tasks?status=queued&task=echo&jobs-batchStart=50'
-            '&done=cleaned&count=99', 'CLEAN_ALL=1')
+            '&done=cleaned&count=99', 'CLEAN_ALL=1&confirmed=1')
         self.assertEqual(response.getStatus(), 303)
         self.assertEqual(
             response.getHeader('Location'),
@@ -171,7 +191,7 @@ class JobsViewTests(FunctionalTestCase):
         transaction.commit()
         body = self.get('/tasks', VIEWER).getBody()
         self.assertIn(b'class="tableId"', body)
-        self.assertNotIn(b'type="checkbox"', body)
+        self.assertNotIn(b'name="jobs:list"', body)
 
 
 class CronFormTests(FunctionalTestCase):

@@ -67,8 +67,6 @@ class Evolve2Tests(unittest.TestCase):
     def test_generation(self):
         self.assertEqual(manager.generation, 6)
         self.assertEqual(manager.minimum_generation, 6)
-        # Generation 4 has no module (yet): nothing to do.
-        self.assertIsNone(manager.getInfo(4))
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
