@@ -386,10 +386,17 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def startProcessing(self):
         """See ITaskServiceManage."""
-        db, oid = self._processorKey()
-        if processor.start(db, oid, self._threadName(), self.processorFactory,
-                           dict(self.processorArguments)):
+        if self._startProcessor():
             audit.record(self, 'start')
+
+    def _startProcessor(self):
+        """Start this process's processor of the service (unless it runs);
+        True if it was started.  Not audited: for autostart, which may run
+        after a commit, where nothing can be written (startup.py)."""
+        db, oid = self._processorKey()
+        return processor.start(db, oid, self._threadName(),
+                               self.processorFactory,
+                               dict(self.processorArguments))
 
     def stopProcessing(self):
         """See ITaskServiceManage."""

@@ -156,7 +156,7 @@ def startServices(db, spec):
         for name, service in findServices(root, spec):
             if service.isProcessing():
                 continue
-            service.startProcessing()
+            service._startProcessor()
             log.info('autostart: started processing %s', name)
             started.append(name)
     except Exception:
@@ -210,7 +210,9 @@ def serviceAdded(service, event):
 
     def start(committed):
         if committed and not service.isProcessing():
-            service.startProcessing()
+            # After the commit nothing can be written: not audited (the
+            # log says it), unlike a start from the ZMI.
+            service._startProcessor()
             log.info('autostart: started processing %s@%s', siteName,
                      serviceName)
     transaction.get().addAfterCommitHook(start)
