@@ -32,11 +32,13 @@ import itertools
 import logging
 
 from lovely.remotetask import audit
+from lovely.remotetask import dependencies
 from lovely.remotetask import interfaces
 from lovely.remotetask import timeset
 from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import WAITING
 from lovely.remotetask.jobtable import now_
 
 log = logging.getLogger('lovely.remotetask')
@@ -74,6 +76,9 @@ def retry(service, job, now=None):
     """Queue a failed or cancelled job again (see the module doc)."""
     if job.status not in RETRYABLE:
         raise interfaces.NotRetryable(job.id, job.status)
+    # A job of a chain waits again for the jobs it needs that have not
+    # ended; refused while one of them failed (dependencies.py).
+    status = dependencies.retried(service, job) if job.after else None
     # Its unique key back, or DuplicateJob if another job took it meanwhile
     # (then nothing changes).
     uniqueness.retake(service, job)
@@ -85,6 +90,8 @@ def retry(service, job, now=None):
     job.completed = None
     if isinstance(job, CronJob) and job.delay is None:
         service._scheduleNext(job, now)
+    elif status == WAITING:
+        service._setStatus(job, WAITING, now)
     else:
         service._queue(job)
     _clearCancel(job)

@@ -91,14 +91,18 @@ class InvalidJobId(ValueError):
 
 
 class NotRetryable(ValueError):
-    """Only a job in ``error`` or ``cancelled`` can be retried."""
+    """Only a job in ``error`` or ``cancelled`` can be retried (and a job
+    of a chain only once the jobs it waits for allow it to run)."""
 
-    def __init__(self, jobid, status):
+    def __init__(self, jobid, status, why=None):
         super().__init__(jobid, status)
         self.jobid = jobid
         self.status = status
+        self.why = why
 
     def __str__(self):
+        if self.why:
+            return f'Job {self.jobid} cannot be retried: {self.why}'
         return (f'Job {self.jobid} is {self.status}: only jobs in error or '
                 f'cancelled can be retried')
 
@@ -589,6 +593,14 @@ class ITaskServiceProcessing(Interface):
 
     def compact():
         """Put small index sets spread over several buckets into one."""
+
+    def followUpChains():
+        """Settle what waits for the jobs this process ended lately and
+        their ending transactions did not see; return how many."""
+
+    def sweepChains(start=0):
+        """Settle the links of chains whose parents ended, a batch from
+        parent id ``start`` on; return ``(next start, jobs settled)``."""
 
     def nextScheduled():
         """When the next scheduled job is due, or None."""

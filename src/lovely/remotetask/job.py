@@ -61,7 +61,9 @@ class Job(persistent.Persistent):
     after = ()
     waitingFor = ()
     runAnyway = False
-    dependants = ()
+    # The jobs added to wait for this one, once settled (see
+    # dependencies.py); ``dependants`` adds those still linked.
+    _dependants = ()
     #: The last attempts, oldest first (see history.py).
     history = ()
     #: What the task reported of the current attempt (see progress.py)
@@ -100,6 +102,13 @@ class Job(persistent.Persistent):
     @property
     def __name__(self):
         return str(self.id)
+
+    @property
+    def dependants(self):
+        """The ids of the jobs added to wait for this one."""
+        # A late import: dependencies.py imports this module.
+        from lovely.remotetask import dependencies
+        return dependencies.dependants(self)
 
     @property
     def leaseExpires(self):

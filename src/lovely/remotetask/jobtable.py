@@ -49,8 +49,12 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
 
 ``_uniqueKeys`` (OOBTree: unique key -> job id)
     The keys held by jobs that have not ended; see uniqueness.py for how
-    concurrent adds of one key end with one job.  (What jobs wait for is
-    kept on the jobs, see dependencies.py.)
+    concurrent adds of one key end with one job.
+
+``_followers`` (LLTreeSet of (parent, child) links)
+    Which job waits for which: inserted by adds with ``after``, removed
+    after the parent ended; concurrent changes of different links merge.
+    See dependencies.py.
 
 ``_created``, ``_started``, ``_duration`` (time sets)
     The sorts of ``listJobs(sort=...)``: see sorting.py.
@@ -61,6 +65,7 @@ import random
 
 from BTrees.IIBTree import IITreeSet
 from BTrees.IOBTree import IOBTree
+from BTrees.LLBTree import LLTreeSet
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
@@ -125,6 +130,7 @@ class JobTable:
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
         self._uniqueKeys = uniqueness.newKeyMap()
+        self._followers = LLTreeSet()   # see dependencies.py
         self._priorityQueues = priorities.newQueues()
         tasklimits.initGates(self)
         sorting.initIndexes(self)
@@ -194,9 +200,14 @@ class JobTable:
         if keys is None:
             keys = list(itertools.islice(timeKeys(index), limit))
         jobids = [keyId(key) for key in keys]
+        # A late import: dependencies.py imports this module.
+        from lovely.remotetask import dependencies
         for key, jobid in zip(keys, jobids):
             index.remove(key)
-            sorting.removed(self, self.jobs[jobid])
+            job = self.jobs[jobid]
+            sorting.removed(self, job)
+            if self._followers:
+                dependencies.forget(self, jobid, job)
             del self.jobs[jobid]
         self._counts[status].change(-len(keys))
         for task, ids in self._byTask.items():

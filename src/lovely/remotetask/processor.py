@@ -78,6 +78,8 @@ class BaseProcessor(JobRunner):
     claimRetries = 5
     #: An idle processor compacts the service's indexes at most this often.
     compactInterval = 10.0
+    #: Seconds between sweeps of the links of chains (see dependencies.py).
+    chainInterval = 1.0
     #: How many processors claim from the service at once (sizes groups).
     claimers = 1
     #: Seconds between passes of retention (the service's, once read).
@@ -103,6 +105,7 @@ class BaseProcessor(JobRunner):
         self._runningLock = threading.Lock()
         self._leaseTime = None
         self._lastDone = {}     # housekeeping name -> time.monotonic()
+        self._chainStart = 0    # where the next sweep of chains starts
         self._keeper = None
         self._keeperWake = threading.Event()
         self._nextDue = None    # when the next scheduled job is due
@@ -155,12 +158,18 @@ class BaseProcessor(JobRunner):
         # Results with a lifetime (see retention.py), in small batches.
         self._nowAndThen('retain', self._retentionInterval, self._retain, 0,
                          now)
+        # Links of chains that no ending transaction settled (a process
+        # that died between the end and its follow-up, see dependencies.py).
+        self._nowAndThen('chains', self.chainInterval, self._sweepChains, 0,
+                         now)
         limit = self.maxGroup if limit is None else limit
 
         def claim(service, now):
             self._leaseTime = service.leaseTime
             if self._watching is None:
                 self._watching = service.wakeOids()
+            # Late links of the jobs this process ended (dependencies.py).
+            service.followUpChains()
             if service.isPaused():
                 self._nextDue = None
                 return []
@@ -193,6 +202,12 @@ class BaseProcessor(JobRunner):
         self._retentionInterval = service.retentionInterval
         if service.applyRetention(now) >= RETENTION_BATCH:
             self._lastDone['retain'] = 0.0   # more to do: soon again
+
+    def _sweepChains(self, service, now):
+        self._chainStart, settled = service.sweepChains(self._chainStart)
+        if settled:
+            log.info('%s: settled %d jobs of chains whose parents ended',
+                     self.workerId, settled)
 
     def _nowAndThen(self, name, interval, func, retries, now=None):
         """``_transact(func)``, at most every ``interval`` seconds.

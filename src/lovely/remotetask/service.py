@@ -214,7 +214,19 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         key, settle the jobs waiting for it (uniqueness.py,
         dependencies.py).  Every step that ends a job calls it."""
         uniqueness.release(self, job)
-        dependencies.settle(self, job)
+        dependencies.ended(self, job)
+
+    def followUpChains(self):
+        """Settle the links of the jobs this process ended lately that
+        their ending transactions did not see (see dependencies.py);
+        return how many jobs it settled."""
+        return dependencies.followUp(self, dependencies.takeRecent(self))
+
+    def sweepChains(self, start=0):
+        """Settle the links of parents that ended, a batch of them from
+        parent id ``start`` on; return where the next sweep starts and
+        how many jobs it settled (see dependencies.py)."""
+        return dependencies.sweep(self, start)
 
     def retry(self, jobid):
         """See ITaskServiceManage."""

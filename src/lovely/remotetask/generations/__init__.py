@@ -7,14 +7,15 @@ generation 3 claims from the index of queued jobs and drops the old ready
 queues (evolve3.py); generation 4 adds the sort indexes of the Jobs tab
 (evolve4.py); generation 5 the ready queues of priorities and the gates
 of task limits (evolve5.py); generation 6 the status ``waiting`` and the
-map of unique keys (evolve6.py).
+map of unique keys (evolve6.py); generation 7 the links of chains
+(evolve7.py).
 """
 from zope.generations.generations import SchemaManager
 
 
 manager = SchemaManager(
-    # Generations 4 to 6 added structures that adds, claims and
+    # Generations 4 to 7 added structures that adds, claims and
     # completions write: evolve before use.
-    minimum_generation=6,
-    generation=6,
+    minimum_generation=7,
+    generation=7,
     package_name='lovely.remotetask.generations')

@@ -32,6 +32,7 @@ from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
 from lovely.remotetask.interfaces import DELAYED
+from lovely.remotetask.interfaces import ENDED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
@@ -208,6 +209,15 @@ class ServiceTestCase(unittest.TestCase):
         # exactly the delayed and cron jobs.
         self.assertEqual(set(_timeIds(service._schedule)),
                          byStatus[DELAYED] | byStatus[CRONJOB])
+        # Chains: a waiting job waits only for jobs that have not ended,
+        # and is linked to each (dependencies.py).
+        from lovely.remotetask import dependencies
+        for jobid in byStatus['waiting']:
+            job = service.jobs[jobid]
+            self.assertTrue(job.waitingFor, f'job {jobid} waits for none')
+            for parentid in job.waitingFor:
+                self.assertNotIn(service.jobs[parentid].status, ENDED)
+                self.assertIn(jobid, dependencies.linked(service, parentid))
 
     def commitRetrying(self, conn, redo, retries=5):
         """Commit; on a conflict abort and ``redo(service)``, as the

@@ -1138,6 +1138,51 @@ class Chains:
                 executions=sum(side.get(jobid, 0) for jobid in ids),
                 test_seconds=self.elapsed())
 
+    def test_sigkill_while_a_chain_grows(self):
+        # Each link is added while the workers run the links before it:
+        # many adds race the end of their parent (late links, settled by
+        # the follow-up or the sweep, see dependencies.py), and a worker
+        # is killed halfway.
+        db, oid, tm, conn = self.setUpService()
+        service = faultsupport.service(conn)
+        workers = {label: self.startWorker(label)
+                   for label in ('worker0', 'worker1')}
+        ids = []
+        for n in range(40):
+            if n == 20:
+                self.procs.kill(workers['worker0'])
+                workers['worker0'] = self.startWorker('worker0',
+                                                      ready=False)
+            for attempt in range(10):
+                try:
+                    tm.begin()
+                    jobid = service.add(faultsupport.RECORD,
+                                        {'sleep': 0.05}, after=ids[-1:])
+                    tm.commit()
+                    break
+                except ConflictError:
+                    tm.abort()   # the parent ended meanwhile: again
+            ids.append(jobid)
+            time.sleep(0.03)
+        try:
+            waitFor(fresh(tm, lambda: service.getStatus(ids[-1])
+                          in ('completed', 'error', 'cancelled')),
+                    60 + 10 * self.leaseTime, message='the chain to end')
+        except AssertionError:
+            self.fail(self.diagnostics(conn))
+        tm.begin()
+        jobs = [service.jobs[jobid] for jobid in ids]
+        self.assertEqual({job.status for job in jobs}, {'completed'},
+                         self.diagnostics(conn))
+        counts = conn.root()['counts']
+        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
+                         {jobid: 1 for jobid in ids})
+        for parent, child in zip(jobs, jobs[1:]):
+            self.assertGreaterEqual(child.started, parent.completed)
+        self.assertEqual(service.countJobs('waiting'), 0)
+        figures(self, storage=self.storageName, links=len(ids),
+                test_seconds=self.elapsed())
+
 
 class ZEOFaults(ZEOStorage, ProcessTestCase, KillWorkers, Stopping, Waking,
                 PushWaking, Cron, ServerRestart, ServerResolvesConflicts,

@@ -1,6 +1,6 @@
 """Schema generations: generation 2 moves stored cron jobs to 0.5.2's
 due times, in the service's schedule index too; generation 3 drops the
-old ready queues."""
+old ready queues; generation 7 links waiting jobs to their parents."""
 import datetime
 import types
 import unittest
@@ -17,6 +17,8 @@ from lovely.remotetask import interfaces
 from lovely.remotetask import task
 from lovely.remotetask.generations import evolve2
 from lovely.remotetask.generations import evolve3
+from lovely.remotetask.generations import evolve7
+from lovely.remotetask import dependencies
 from lovely.remotetask.generations.utility import taskServices
 from lovely.remotetask.generations import manager
 from lovely.remotetask.service import TaskService
@@ -65,8 +67,8 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 6)
-        self.assertEqual(manager.minimum_generation, 6)
+        self.assertEqual(manager.generation, 7)
+        self.assertEqual(manager.minimum_generation, 7)
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
@@ -178,3 +180,41 @@ class Evolve3Tests(unittest.TestCase):
         before = list(service._index[QUEUED])
         evolve3.evolve(Context(self.conn))
         self.assertEqual(list(service._index[QUEUED]), before)
+
+
+class Evolve7Tests(Evolve3Tests):
+    """Generation 7 links the waiting jobs to their parents in the
+    service's ``_followers``; a parent's old ``dependants`` stay
+    readable."""
+
+    def generation6(self, service):
+        """A parent, its waiting child and a finished chain, as generation
+        6 stored them (``dependants`` on the parent, no links)."""
+        parent = service.add('echo', 'parent')
+        child = service.add('echo', 'child', after=[parent])
+        done = service.add('echo', 'done')
+        service.processNext(jobid=done)
+        old = service.add('echo', 'old')
+        for jobid in (parent, done):
+            job = service.jobs[jobid]
+            job.__dict__['dependants'] = (child,) if jobid == parent \
+                else (old,)
+            job._p_changed = True
+        del service._followers
+        return parent, child, done, old
+
+    def test_waiting_jobs_are_linked_again(self):
+        self.root['tasks'] = service = TaskService()
+        parent, child, done, old = self.generation6(service)
+        transaction.commit()
+        evolve7.evolve(Context(self.conn))
+        transaction.commit()
+        self.assertEqual(list(service._followers),
+                         [dependencies._link(parent, child)])
+        self.assertEqual(service.jobs[parent].dependants, (child,))
+        self.assertEqual(service.jobs[done].dependants, (old,))
+        service.processNext(jobid=parent)
+        self.assertEqual(service.getStatus(child), QUEUED)
+        # Evolving again changes nothing.
+        evolve7.evolve(Context(self.conn))
+        self.assertEqual(len(service._followers), 1)

@@ -162,21 +162,113 @@ class ChainConcurrencyTests(ServiceTestCase):
                 child = self.service(a).add('record', after=[parent])
                 self.assertEqual(self.service(a).getStatus(child), WAITING)
                 self.service(b).processNext(jobid=parent, now=self.now)
-                first, second = (a, b) if addFirst else (b, a)
-                self.commit(first)
-                with self.assertRaises(ConflictError):
-                    self.commit(second)
-                # The retry, as a publisher or processor does it.
                 if addFirst:
-                    self.begin(b).processNext(jobid=parent, now=self.now)
+                    # The parent's end does not see the child, and does
+                    # not conflict with its add (its task does not run
+                    # again); the processor's next claim queues it.
+                    self.commit(a)
                     self.commit(b)
+                    self.assertEqual(self.fresh().getStatus(child), WAITING)
+                    self.assertEqual(
+                        self.transact(lambda s: s.followUpChains()), 1)
                 else:
+                    # The add read the parent before it ended: the add
+                    # conflicts, and its retry sees the parent completed.
+                    self.commit(b)
+                    with self.assertRaises(ConflictError):
+                        self.commit(a)
                     child = self.begin(a).add('record', after=[parent])
                     self.commit(a)
                 service = self.fresh()
                 self.assertEqual(service.getStatus(parent), COMPLETED)
                 self.assertEqual(service.getStatus(child), QUEUED)
+                # Dependants are the jobs added while it had not ended.
+                self.assertEqual(service.jobs[parent].dependants,
+                                 (child,) if addFirst else ())
+                self.assertEqual(dependencies.linked(service, parent), [])
+                self.transact(dependencies.takeRecent)
                 self.assertConsistent(service)
+
+    def test_adds_while_the_parent_runs_never_make_it_run_again(self):
+        runs = []
+
+        def record(service, jobid, input):
+            runs.append(jobid)
+        self.provideTask('counted', record)
+        parent = self.transact(lambda s: s.add('counted'))
+        b = self.open()
+        self.service(b).processNext(jobid=parent, now=self.now)
+        # A flood of dependants, each its own commit, while it runs.
+        children = [self.transact(lambda s: s.add('record', after=[parent]))
+                    for n in range(50)]
+        self.commit(b)
+        self.assertEqual(runs, [parent])
+        self.assertEqual(self.transact(lambda s: s.followUpChains()), 50)
+        service = self.fresh()
+        self.assertEqual({service.getStatus(c) for c in children}, {QUEUED})
+        self.assertEqual(set(service.jobs[parent].dependants), set(children))
+        self.assertConsistent(service)
+
+    def test_the_sweep_settles_links_no_follow_up_settled(self):
+        # A process that died between the end of a parent and the
+        # follow-up: every processor's sweep settles its links.
+        parent, = self.addJobs(1, 4000)
+        a, b = self.open(), self.open()
+        child = self.service(a).add('record', after=[parent])
+        failing = self.service(a).add('record', after=[parent],
+                                      runAnyway=True)
+        self.service(b).processNext(jobid=parent, now=self.now)
+        self.commit(a)
+        self.commit(b)
+        # No processor of this process follows up (it died, say).
+        self.transact(dependencies.takeRecent)
+        self.assertEqual(self.fresh().getStatus(child), WAITING)
+        start, settled = self.transact(lambda s: s.sweepChains())
+        self.assertEqual((start, settled), (0, 2))
+        service = self.fresh()
+        self.assertEqual(service.getStatus(child), QUEUED)
+        self.assertEqual(service.getStatus(failing), QUEUED)
+        self.assertEqual(dependencies.linked(service, parent), [])
+        self.assertConsistent(service)
+        self.assertEqual(self.transact(lambda s: s.sweepChains()), (0, 0))
+
+    def test_the_sweep_goes_in_batches(self):
+        def chains(service):
+            parents = [service.add('record') for n in range(5)]
+            return [(p, service.add('record', after=[p])) for p in parents]
+        links = self.transact(chains)
+
+        def endAll(service):
+            for parent, child in links:
+                # Ended by code that settles nothing (say, a crash
+                # between the end and the follow-up).
+                service._setStatus(service.jobs[parent], COMPLETED)
+        self.transact(endAll)
+        start, settled = self.transact(
+            lambda s: dependencies.sweep(s, 0, batch=2))
+        self.assertEqual(settled, 2)
+        self.assertEqual(start, sorted(p for p, c in links)[2])
+        while start:
+            start, settled = self.transact(
+                lambda s: dependencies.sweep(s, start, batch=2))
+        service = self.fresh()
+        self.assertEqual({service.getStatus(c) for p, c in links}, {QUEUED})
+        self.assertEqual(len(service._followers), 0)
+
+    def test_clean_settles_the_links_of_the_jobs_it_removes(self):
+        parent, = self.addJobs(1, 5000)
+        a, b = self.open(), self.open()
+        child = self.service(a).add('record', after=[parent])
+        self.service(b).processNext(jobid=parent, now=self.now)
+        self.commit(a)
+        self.commit(b)
+        self.transact(dependencies.takeRecent)
+        self.transact(lambda s: s.clean())
+        service = self.fresh()
+        self.assertNotIn(parent, service.jobs)
+        self.assertEqual(service.getStatus(child), QUEUED)
+        self.assertEqual(len(service._followers), 0)
+        self.assertConsistent(service)
 
     def test_two_parents_ending_at_once_queue_their_child_once(self):
         p1, p2 = self.addJobs(2, 2000)
