@@ -138,7 +138,11 @@ class PriorityEdgeTests(JobControlCase):
         # Not due before its backoff ends, then first again.
         self.assertEqual([j.id for j in self.transact(lambda s: [
             j for j in s.claimGroup('w', 5, self.now)])], [200])
-        later = self.now + seconds(31)
+        # The backoff is 30 s plus or minus its jitter (10 %): not due at
+        # 26 s, due at 34 s.
+        early = self.now + seconds(26)
+        self.assertIsNone(self.transact(lambda s: s.claim('w', early)))
+        later = self.now + seconds(34)
         self.assertEqual(self.transact(
             lambda s: s.claim('w', later).id), jobid)
 
