@@ -73,7 +73,6 @@ import collections
 from BTrees.LLBTree import LLTreeSet
 
 from lovely.remotetask import interfaces
-from lovely.remotetask import uniqueness
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ENDED
@@ -219,7 +218,6 @@ def settle(service, job):
             if parent.status != COMPLETED and not child.runAnyway:
                 service._setStatus(child, CANCELLED)
                 child.error = _reason(parent)
-                uniqueness.release(service, child)
                 ended.append(child)
                 settled += 1
             elif not child.waitingFor:

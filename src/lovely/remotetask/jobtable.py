@@ -48,8 +48,10 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     for membership in the task's set: no job is loaded.
 
 ``_uniqueKeys`` (OOBTree: unique key -> job id)
-    The keys held by jobs that have not ended; see uniqueness.py for how
-    concurrent adds of one key end with one job.
+    Which job took each key last (held while it has not ended): written
+    by adds and retries with a key, and by ``clean``, never by a job's
+    end; see uniqueness.py for how concurrent adds of one key end with
+    one job.
 
 ``_followers`` (LLTreeSet of (parent, child) links)
     Which job waits for which: inserted by adds with ``after``, removed
@@ -208,6 +210,7 @@ class JobTable:
             sorting.removed(self, job)
             if self._followers:
                 dependencies.forget(self, jobid, job)
+            uniqueness.forget(self, job)
             del self.jobs[jobid]
         self._counts[status].change(-len(keys))
         for task, ids in self._byTask.items():

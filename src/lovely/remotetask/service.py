@@ -210,10 +210,10 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         return True
 
     def _ended(self, job):
-        """``job`` ended (completed, error, cancelled): free its unique
-        key, settle the jobs waiting for it (uniqueness.py,
-        dependencies.py).  Every step that ends a job calls it."""
-        uniqueness.release(self, job)
+        """``job`` ended (completed, error, cancelled): settle the jobs
+        waiting for it (dependencies.py; its unique key is free now, with
+        no write, see uniqueness.py).  Every step that ends a job calls
+        it."""
         dependencies.ended(self, job)
 
     def followUpChains(self):

@@ -4,27 +4,35 @@
 with that key is queued, delayed, waiting, start later or processing;
 otherwise it returns the id of that job (or, with ``onDuplicate='raise'``,
 raises ``DuplicateJob``).  The key is taken in the adding transaction and
-freed in the transaction that ends the job (completed, error, cancelled).
+is free again once the job ended (completed, error, cancelled).
 
-``_uniqueKeys`` (OOBTree: key -> job id), an attribute of the service
+``_uniqueKeys`` (OOBTree: key -> job id, or minus it), an attribute of
+the service
+    An entry names the job that took the key last; the key is held while
+    that job has not ended.  The end of a job does not write the tree:
+    a free key is an entry whose job ended (or was removed), so the run
+    of a job with a key never conflicts with adds of other keys (a
+    delete that emptied a bucket would).  ``clean`` deletes the entries
+    of the jobs it removes, so the tree does not grow forever.
+
     Concurrency: an add with a key reads the tree and, if the key is free,
-    inserts it.  Two transactions inserting *different* keys merge (the
-    bucket's conflict resolution), so unrelated adds never conflict here.
-    Two transactions inserting the *same* key conflict: BTrees' bucket
-    resolution refuses two inserts of one key (tests/test_jobcontrol.py
-    checks it on FileStorage and DemoStorage, and on a tree small enough
-    to keep its only bucket inline).  The one that retries reads the
-    other's entry and returns its job: one job results.  Freeing a key
-    (a delete) merges with inserts of other keys; an add that read the
-    key just before it was freed returns the id of the job ending
-    concurrently, as if the add had come first.  An entry whose job has
-    ended, or is gone, without freeing it (a database written by other
-    code) is taken over by the next add: it writes the same key, so two
-    such adds conflict too.
+    writes it (inserts it, or takes over the entry of an ended job).  Two
+    transactions writing *different* keys merge (the bucket's conflict
+    resolution), so unrelated adds never conflict here.  Two
+    transactions writing the *same* key conflict: BTrees' bucket
+    resolution refuses two inserts of one key, and two changes of one
+    key's value (tests/test_jobcontrol.py checks it on FileStorage and
+    DemoStorage, and on a tree small enough to keep its only bucket
+    inline).  The one that retries reads the other's entry and returns
+    its job: one job results.  An add that read the key just before its
+    job ended returns the id of that job, as if the add had come first.
 
 The retry of an ended job (``service.retry``) calls ``retake`` before it
 queues the job again: the job takes its key back, or, if another job took
-it meanwhile, ``DuplicateJob`` says which, and nothing changes.
+it meanwhile, ``DuplicateJob`` says which, and nothing changes.  Taking
+it back writes the entry even when it still names the job (it negates
+the id: a changed value), so a retry and an add of the key racing each
+other conflict, like two adds.
 """
 from BTrees.OOBTree import OOBTree
 
@@ -60,7 +68,7 @@ def checkOnDuplicate(onDuplicate):
 
 def holder(service, key):
     """The id of the job that holds ``key`` (it has not ended), or None."""
-    jobid = service._uniqueKeys.get(key)
+    jobid = _entry(service, key)
     if jobid is None:
         return None
     job = service.jobs.get(jobid)
@@ -87,10 +95,17 @@ def take(service, job):
         service._uniqueKeys[job.uniqueKey] = job.id
 
 
-def release(service, job):
-    """Free the key of a job that ended (if it holds it)."""
+def _entry(service, key):
+    """The id of the job the entry of ``key`` names, or None."""
+    value = service._uniqueKeys.get(key)
+    return None if value is None else abs(value)
+
+
+def forget(service, job):
+    """``job`` is being removed (``clean``): delete its entry, if the
+    key names it still."""
     key = job.uniqueKey
-    if key is not None and service._uniqueKeys.get(key) == job.id:
+    if key is not None and _entry(service, key) == job.id:
         del service._uniqueKeys[key]
 
 
@@ -107,5 +122,6 @@ def retake(service, job):
     jobid = holder(service, key)
     if jobid is not None and jobid != job.id:
         raise interfaces.DuplicateJob(key, jobid)
-    if service._uniqueKeys.get(key) != job.id:
-        service._uniqueKeys[key] = job.id
+    value = service._uniqueKeys.get(key)
+    service._uniqueKeys[key] = -value if value is not None \
+        and abs(value) == job.id else job.id

@@ -120,12 +120,11 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
                 self.transact(lambda s: s.cancel(jobid))
             else:
                 self.transact(lambda s: s.processNext(jobid=jobid))
-            self.assertNotIn(how, self.fresh()._uniqueKeys)
+            self.assertIsNone(uniqueness.holder(self.fresh(), how))
             self.assertNotEqual(self.transact(add), jobid)
 
-    def test_a_stale_entry_is_taken_over(self):
-        # A database written by code that ended a job without freeing
-        # its key: the next add takes the key.
+    def test_the_entry_of_an_ended_job_is_taken_over(self):
+        # An end does not write the key map: the next add takes the key.
         jobid = self.transact(lambda s: s.add('record', uniqueKey='k'))
 
         def end(service):
@@ -134,6 +133,45 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
         other = self.transact(lambda s: s.add('record', uniqueKey='k'))
         self.assertNotEqual(other, jobid)
         self.assertEqual(self.fresh()._uniqueKeys['k'], other)
+
+    def test_the_end_of_a_job_with_a_key_merges_with_adds(self):
+        # The end writes no entry: an add of another key into the same
+        # bucket while the job runs does not make its run conflict (a
+        # delete that emptied the bucket would).
+        jobid = self.transact(lambda s: s.add('record', uniqueKey='a'))
+        a, b = self.open(), self.open()
+        self.service(b).processNext(jobid=jobid, now=self.now)
+        self.service(a).add('record', uniqueKey='b')
+        self.commit(a)
+        self.commit(b)
+        service = self.fresh()
+        self.assertEqual(service.getStatus(jobid), COMPLETED)
+        self.assertIsNone(uniqueness.holder(service, 'a'))
+        self.assertIsNotNone(uniqueness.holder(service, 'b'))
+
+    def test_a_retry_and_an_add_of_its_key_conflict(self):
+        jobid = self.transact(lambda s: s.add('record', uniqueKey='k'))
+        self.transact(lambda s: s.cancel(jobid))
+        a, b = self.open(), self.open()
+        self.service(a).retry(jobid)
+        other = self.service(b).add('record', uniqueKey='k')
+        self.assertNotEqual(other, jobid)
+        self.commit(a)
+        with self.assertRaises(ConflictError):
+            self.commit(b)
+        again = self.begin(b).add('record', uniqueKey='k')
+        self.assertEqual(again, jobid)   # the retried job holds it
+        self.commit(b)
+        service = self.fresh()
+        self.assertEqual(uniqueness.holder(service, 'k'), jobid)
+        self.assertEqual(service.countJobs(QUEUED), 1)
+
+    def test_clean_deletes_the_entries_of_removed_jobs(self):
+        jobid = self.transact(lambda s: s.add('record', uniqueKey='k'))
+        self.transact(lambda s: s.processNext(jobid=jobid))
+        self.assertEqual(len(self.fresh()._uniqueKeys), 1)
+        self.transact(lambda s: s.clean())
+        self.assertEqual(len(self.fresh()._uniqueKeys), 0)
 
     def test_retake_of_a_job_without_a_key_does_nothing(self):
         jobid = self.transact(lambda s: s.add('record'))
@@ -317,7 +355,7 @@ class ChainConcurrencyTests(ServiceTestCase):
         service = self.fresh()
         self.assertEqual(service.getStatus(grandchild), CANCELLED)
         self.assertEqual(service.getStatus(parent), QUEUED)
-        self.assertNotIn('c', service._uniqueKeys)
+        self.assertIsNone(uniqueness.holder(service, 'c'))
         self.assertConsistent(service)
 
     def test_cancel_all_in_batches_counts_the_cancelled_dependants(self):
