@@ -192,6 +192,116 @@ class HealthTests(WithDatabase):
                 if thread.name == 'health-check':
                     thread.join(30)
 
+    def test_a_flood_shares_one_check(self):
+        # Concurrent callers wait for the check in flight and get its
+        # result; nobody starts a second one.
+        calls = []
+        release = threading.Event()
+
+        def check(db, timeout):
+            calls.append(db)
+            release.wait(30)
+            return True
+        shared = health.SharedCheck(check, fresh=0)
+        db = type('DB', (), {})()
+        results = []
+        threads = [threading.Thread(
+            target=lambda: results.append(shared(db, 30)))
+            for n in range(8)]
+        for thread in threads:
+            thread.start()
+        try:
+            waitFor(lambda: calls and shared.waiting(db) == 7, 30,
+                    message='the callers to wait for one check')
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(30)
+        self.assertEqual(results, [True] * 8)
+        self.assertEqual(len(calls), 1)
+        # fresh=0: the next caller checks again.
+        self.assertTrue(shared(db, 30))
+        self.assertEqual(len(calls), 2)
+
+    def test_a_result_is_fresh_for_a_second(self):
+        now = [100.0]
+        calls = []
+
+        def check(db, timeout):
+            calls.append(db)
+            return len(calls) % 2 == 1
+        shared = health.SharedCheck(check, clock=lambda: now[0])
+        self.assertEqual(health.FRESH, 1.0)
+        one, two = type('DB', (), {})(), type('DB', (), {})()
+        self.assertTrue(shared(one, 5))
+        now[0] += 0.9
+        self.assertTrue(shared(one, 5))
+        self.assertEqual(len(calls), 1)
+        # Another database has its own check.
+        self.assertFalse(shared(two, 5))
+        self.assertEqual(len(calls), 2)
+        now[0] += 0.2
+        self.assertTrue(shared(one, 5))
+        self.assertEqual(len(calls), 3)
+
+    def test_a_check_that_raises_is_down_for_all(self):
+        def check(db, timeout):
+            raise RuntimeError('boom')
+        shared = health.SharedCheck(check)
+        db = type('DB', (), {})()
+        with self.assertLogs('lovely.remotetask', 'ERROR') as logged:
+            self.assertFalse(shared(db, 5))
+        self.assertIn('boom', '\n'.join(logged.output))
+        self.assertFalse(shared(db, 5))
+
+    def test_waiters_give_up_after_the_timeout(self):
+        release = threading.Event()
+
+        def check(db, timeout):
+            release.wait(30)
+            return True
+        shared = health.SharedCheck(check, grace=0)
+        db = type('DB', (), {})()
+        leader = threading.Thread(target=shared, args=(db, 30))
+        leader.start()
+        try:
+            waitFor(lambda: shared.inFlight(db), 30,
+                    message='the check to start')
+            self.assertFalse(shared(db, 0.01))
+        finally:
+            release.set()
+            leader.join(30)
+
+    def test_a_flood_of_requests_costs_one_check(self):
+        # The worker's /health: 20 concurrent requests, one database
+        # check (the clock stands still: the result stays fresh).
+        checked = []
+        real = health.databaseUp
+
+        def counting(db):
+            checked.append(db)
+            return real(db)
+        self.patch(health, 'databaseUp', counting)
+        self.patch(health, '_shared', health.SharedCheck(
+            health._probe, clock=lambda: 0.0))
+        app = webtest.TestApp(monitor.make_app(self.db))
+        answers = []
+
+        def get():
+            answers.append(app.get('/health', status=503).json['checks'])
+        threads = [threading.Thread(target=get) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(answers, [{'database': 'up',
+                                    'processors': 'down'}] * 20)
+        self.assertEqual(len(checked), 1)
+
+    def patch(self, module, name, value):
+        self.addCleanup(setattr, module, name, getattr(module, name))
+        setattr(module, name, value)
+
     def test_processor_states(self):
         self.assertEqual(processor.processorStates(self.db), [])
         self.service.startProcessing()
