@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from lovely.remotetask.app import instance
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.app.cli import jobs
 from lovely.remotetask.app.cli import services
 from lovely.remotetask.app.cli import watch
@@ -32,7 +33,7 @@ def runner(command):
             with Session(args.config, args.verbose) as session:
                 return command(session, args, sys.stdout)
         except CommandError as error:
-            print(f'remotetask: {error}', file=sys.stderr)
+            print(f'remotetask: {printable(error)}', file=sys.stderr)
             return 2
     return run
 

@@ -13,6 +13,7 @@ from zope.site.folder import Folder
 from zope.site.site import LocalSiteManager
 
 from lovely.remotetask.app.cli.session import CommandError
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.interfaces import ITaskService
 from lovely.remotetask.service import TaskService
 
@@ -87,7 +88,7 @@ def set_(session, args, out):
         setattr(service, name, value)
     session.commit()
     for name, value in changes.items():
-        print(f'{name} = {value}', file=out)
+        print(f'{name} = {printable(value)}', file=out)
     return 0
 
 
@@ -98,5 +99,6 @@ def list_(session, args, out):
     for path, service in sorted(services.items()):
         settings = ', '.join(f'{name}={getattr(service, name)}'
                              for name in SETTINGS)
-        print(f'{path}: {service.countJobs()} jobs; {settings}', file=out)
+        print(f'{printable(path)}: {service.countJobs()} jobs; '
+              f'{printable(settings)}', file=out)
     return 0
