@@ -1,5 +1,6 @@
 """Edge cases of events, metrics, health checks and the worker's
 monitoring address (the narrative is in health.rst and metrics.rst)."""
+import doctest
 import json
 import os
 import re
@@ -383,6 +384,108 @@ class MonitorAppTests(WithDatabase):
             server.close()
 
 
+class RebindingTests(WithDatabase):
+    """DNS rebinding: a page of evil.example whose name then resolves to
+    127.0.0.1 makes the browser send it to the worker's address, with
+    ``Host: evil.example``.  Such requests are answered 421."""
+
+    def status(self, header, **kw):
+        """The statuses of three paths asked with ``Host: header``."""
+        app = webtest.TestApp(monitor.make_app(self.db, **kw))
+        headers = {'Host': header}
+        return [app.get(path, headers=headers, expect_errors=True)
+                .status_int for path in ('/metrics', '/health/live',
+                                         '/nothing')]
+
+    def test_loopback_names_with_or_without_the_port(self):
+        for host in ('localhost', 'localhost:9100', 'LocalHost:9100',
+                     'localhost.:9100', '127.0.0.1', '127.0.0.1:9100',
+                     '[::1]', '[::1]:9100'):
+            self.assertEqual(self.status(host), [200, 200, 404], host)
+
+    def test_other_names_are_misdirected(self):
+        for host in ('evil.example', 'evil.example:9100',
+                     'localhost.evil.example', '127.0.0.1.nip.io:9100',
+                     '10.1.2.3:9100', 'localhost:9100:1', 'localhost:x',
+                     '[::1', '[::1]x', '', 'local host'):
+            self.assertEqual(self.status(host), [421] * 3, host)
+
+    def test_the_answer_tells_why(self):
+        app = webtest.TestApp(monitor.make_app(self.db))
+        response = app.get('/metrics', headers={'Host': 'evil.example'},
+                           status=421)
+        self.assertEqual(response.status, '421 Misdirected Request')
+        self.assertEqual(response.content_type, 'text/plain')
+        self.assertIn('--metrics-allow-host', response.text)
+        self.assertEqual(app.head('/health', headers={
+            'Host': 'evil.example'}, status=421).body, b'')
+
+    def test_the_bound_address_and_configured_names(self):
+        self.assertEqual(self.status('10.1.2.3:9100', host='10.1.2.3'),
+                         [200, 200, 404])
+        self.assertEqual(self.status('[fd00::1]:9100', host='fd00::1'),
+                         [200, 200, 404])
+        self.assertEqual(self.status('evil.example', host='10.1.2.3'),
+                         [421] * 3)
+        names = ['metrics.internal', 'Worker-1.example.']
+        for host in ('metrics.internal:9100', 'worker-1.example',
+                     'localhost'):
+            self.assertEqual(self.status(host, names=names),
+                             [200, 200, 404], host)
+        self.assertEqual(self.status('evil.example', names=names),
+                         [421] * 3)
+
+    def test_a_wildcard_address_takes_addresses_not_names(self):
+        # Bound to every address, a request for any of them names it by
+        # its number (a Kubernetes probe: the pod's address); a name
+        # must be configured.
+        for wildcard in ('0.0.0.0', '::'):
+            for host in ('10.1.2.3:9100', '[fd00::1]:9100', 'localhost'):
+                self.assertEqual(self.status(host, host=wildcard),
+                                 [200, 200, 404], (wildcard, host))
+            self.assertEqual(self.status('evil.example', host=wildcard),
+                             [421] * 3)
+
+    def test_no_host_header(self):
+        # HTTP/1.0 without Host: no browser sends that.
+        app = monitor.make_app(self.db)
+        environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/health/live',
+                   'SERVER_NAME': 'x', 'SERVER_PORT': '9100',
+                   'wsgi.url_scheme': 'http'}
+        started = []
+        app(environ, lambda status, headers: started.append(status))
+        self.assertEqual(started, ['200 OK'])
+
+    def test_the_server(self):
+        import http.client
+        server = monitor.MonitorServer(self.db, '127.0.0.1', 0).start()
+        try:
+            host, port = server.address
+            for name, expected in (('evil.example', 421),
+                                   (f'127.0.0.1:{port}', 200)):
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                try:
+                    conn.putrequest('GET', '/health/live', skip_host=True)
+                    conn.putheader('Host', name)
+                    conn.endheaders()
+                    response = conn.getresponse()
+                    response.read()
+                    self.assertEqual(response.status, expected, name)
+                finally:
+                    conn.close()
+        finally:
+            server.close()
+
+    def test_the_worker_option(self):
+        from lovely.remotetask.app.main import make_parser as parser
+        args = parser().parse_args([
+            'worker', '--metrics-port', '0', '--metrics-allow-host', 'a',
+            '--metrics-allow-host', 'b.example'])
+        self.assertEqual(args.metrics_allow_host, ['a', 'b.example'])
+        args = parser().parse_args(['worker'])
+        self.assertEqual(args.metrics_allow_host, [])
+
+
 class PoolTests(unittest.TestCase):
 
     def test_the_pool_grows_to_the_threads_never_shrinks(self):
@@ -448,3 +551,10 @@ class SettingsTests(unittest.TestCase):
         self.assertIsNotNone(find(protect(inner, settings.Settings())))
         self.assertIsNone(find(protect(
             inner, settings.Settings(health_public=False))))
+
+
+def test_suite():
+    return unittest.TestSuite([
+        unittest.defaultTestLoader.loadTestsFromName(__name__),
+        doctest.DocTestSuite('lovely.remotetask.app.monitor'),
+    ])
