@@ -21,6 +21,7 @@ from lovely.remotetask.app.cli import services
 from lovely.remotetask.app.cli import watch
 from lovely.remotetask.app.cli.session import CommandError
 from lovely.remotetask.app.cli.session import Session
+from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STATUSES
 
@@ -55,6 +56,9 @@ def positive(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'{text} is not at least 1')
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f'{text} is not from 1 to {MAX_COUNT}')
     return value
 
 

@@ -7,6 +7,7 @@ name, each value checked against the field of ``ITaskService`` before
 anything is stored.
 """
 import zope.schema
+import zope.schema.interfaces
 from zope.component.interfaces import ISite
 from zope.container.interfaces import IContainer
 from zope.site.folder import Folder
@@ -71,12 +72,17 @@ def parseSetting(text):
     except (zope.schema.ValidationError, ValueError) as error:
         doc = error.doc() if hasattr(error, 'doc') else str(error)
         raise CommandError(f'{name}={value}: {doc or type(error).__name__}'
-                           f' ({describe(field)})') from None
+                           f' ({describe(field, error)})') from None
     return name, converted
 
 
-def describe(field):
+def describe(field, error=None):
+    """What ``field`` takes: its type and the bound ``error`` broke."""
     kind = type(field).__name__.lower()
+    high = getattr(field, 'max', None)
+    if isinstance(error, zope.schema.interfaces.TooBig) and \
+            high is not None:
+        return f'{kind} <= {high}'
     low = getattr(field, 'min', None)
     return f'{kind}{"" if low is None else f" >= {low}"}'
 
