@@ -18,6 +18,8 @@ registry of this process.  See ``health.rst`` and
 import json
 import logging
 import threading
+import time
+import weakref
 
 import transaction
 
@@ -30,6 +32,9 @@ UP = 'up'
 DOWN = 'down'
 #: Seconds a readiness check waits for the database.
 TIMEOUT = 5.0
+#: Seconds the answer of the database stays fresh: a flood of requests
+#: costs at most about one check a second.
+FRESH = 1.0
 CONTENT_TYPE = 'application/json'
 PATHS = {'/health': 'ready', '/health/ready': 'ready',
          '/health/live': 'live'}
@@ -100,6 +105,86 @@ class _Probe:
 _probe = _Probe()
 
 
+class _Entry:
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = False
+        self.at = None      # when the check ended
+        self.waiting = 0
+
+
+class SharedCheck:
+    """``check(db, timeout)`` shared by concurrent callers, its result
+    kept ``fresh`` seconds.
+
+    The first caller runs the check; callers that come while it runs
+    wait for it (``timeout`` plus ``grace`` seconds at most, then they
+    answer down) and get its result; callers within ``fresh`` seconds
+    of its end get that result without a check.  So a flood of
+    ``/health`` requests opens about one database connection a second,
+    whatever its size.  Each database has its own entry.
+    """
+
+    def __init__(self, check, fresh=FRESH, grace=1.0,
+                 clock=time.monotonic):
+        self.check = check
+        self.fresh = fresh
+        self.grace = grace
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries = weakref.WeakKeyDictionary()
+
+    def __call__(self, db, timeout):
+        with self._lock:
+            entry = self._entries.get(db)
+            if entry is not None and entry.done.is_set() and (
+                    self.clock() - entry.at < self.fresh):
+                return entry.result
+            if entry is None or entry.done.is_set():
+                self._entries[db] = mine = _Entry()
+            else:
+                mine = None
+                entry.waiting += 1
+        if mine is None:
+            try:
+                if entry.done.wait(timeout + self.grace):
+                    return entry.result
+                return False
+            finally:
+                with self._lock:
+                    entry.waiting -= 1
+        try:
+            mine.result = bool(self.check(db, timeout))
+        except Exception:
+            log.exception('Health check: the check failed')
+            mine.result = False
+        finally:
+            with self._lock:
+                mine.at = self.clock()
+                mine.done.set()
+        return mine.result
+
+    def _inFlight(self, db):
+        entry = self._entries.get(db)
+        return entry if entry is not None and not entry.done.is_set() \
+            else None
+
+    def inFlight(self, db):
+        """Does a check of ``db`` run now?"""
+        with self._lock:
+            return self._inFlight(db) is not None
+
+    def waiting(self, db):
+        """How many callers wait for the check of ``db`` that runs."""
+        with self._lock:
+            entry = self._inFlight(db)
+            return entry.waiting if entry is not None else 0
+
+
+_shared = SharedCheck(_probe)
+
+
 def processorsUp(db):
     """Do this process's processors of ``db`` run?  (At least one, and
     each one's thread is alive.)"""
@@ -108,8 +193,12 @@ def processorsUp(db):
 
 
 def readiness(db, processors=False, timeout=TIMEOUT):
-    """``(ready, answer)``: see the module."""
-    checks = {'database': UP if _probe(db, timeout) else DOWN}
+    """``(ready, answer)``: see the module.
+
+    The database's answer is shared and kept ``FRESH`` seconds
+    (``SharedCheck``); the processors' (in memory) is read each time.
+    """
+    checks = {'database': UP if _shared(db, timeout) else DOWN}
     if processors:
         checks['processors'] = UP if processorsUp(db) else DOWN
     ready = all(value == UP for value in checks.values())

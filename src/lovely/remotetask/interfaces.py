@@ -38,6 +38,31 @@ CANCELLABLE = (QUEUED, DELAYED, CRONJOB, STARTLATER, WAITING)
 ENDED = (COMPLETED, ERROR, CANCELLED)
 #: Jobs in these statuses may be removed by ``clean()``.
 REMOVABLE = (CANCELLED, ERROR, COMPLETED)
+#: The largest count a user may give (retries, limits of bulk changes,
+#: concurrency caps, retention counts, page sizes and offsets): XML-RPC's
+#: largest int and BTrees' largest 32-bit key.  A larger one is a
+#: ValueError that says so (``checkCount``), not an OverflowError from
+#: deep inside.
+MAX_COUNT = 2 ** 31 - 1
+
+
+def checkCount(value, name, low=0):
+    """``value`` if it is an int from ``low`` to ``MAX_COUNT``, else
+    a ValueError naming ``name`` and the range.
+
+    >>> checkCount(3, 'limit')
+    3
+    >>> checkCount(2 ** 31, 'limit')
+    Traceback (most recent call last):
+    ...
+    ValueError: limit must be a whole number from 0 to 2147483647, not
+    2147483648
+    """
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not low <= value <= MAX_COUNT:
+        raise ValueError(f'{name} must be a whole number from {low} to '
+                         f'{MAX_COUNT}, not {value!r}')
+    return value
 
 
 class TaskError(Exception):
@@ -221,7 +246,7 @@ class IJob(Interface):
         title='Attempts', readonly=True,
         description='How often the job was started (persisted on the job).')
     maxRetries = schema.Int(
-        title='Retries', required=False, min=0,
+        title='Retries', required=False, min=0, max=MAX_COUNT,
         description='How often a failed run is repeated; None: the '
                     "service's default.")
     retryDelay = schema.Float(
@@ -619,7 +644,7 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
     processorArguments = Attribute(
         'Keyword arguments for the processor, e.g. {"waitTime": 1.0}.')
     maxRetries = schema.Int(
-        title='Retries', min=0, default=3,
+        title='Retries', min=0, max=MAX_COUNT, default=3,
         description='How often a failed job is repeated by default.')
     retryDelay = schema.Float(
         title='Retry delay', min=0.0, default=10.0,
@@ -630,7 +655,7 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         description='Each repeat\'s delay is spread by up to this '
                     'fraction of it, at random (0: exact delays).')
     maxConflictRetries = schema.Int(
-        title='Conflict retries', min=0, default=5,
+        title='Conflict retries', min=0, max=MAX_COUNT, default=5,
         description='How often a run whose commit conflicts is repeated '
                     'before it counts as a failed attempt.')
     leaseTime = schema.Float(
@@ -638,7 +663,8 @@ class ITaskService(ITaskServiceRead, ITaskServiceManage,
         description='Seconds a running job is leased to its worker; the '
                     'worker renews it while the job runs.')
     maxDataSize = schema.Int(
-        title='Largest input and output', min=0, required=False,
+        title='Largest input and output', min=0, max=MAX_COUNT,
+        required=False,
         default=1024 * 1024,
         description='Bytes (pickled) a job\'s input and output may take; '
                     'None: no limit.  See limits.py.')

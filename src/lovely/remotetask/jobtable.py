@@ -83,6 +83,7 @@ from lovely.remotetask.interfaces import DELAYED
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import STATUSES
+from lovely.remotetask.interfaces import checkCount
 from lovely.remotetask.timeset import MAXID
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import keySecond
@@ -410,6 +411,9 @@ class JobTable:
         """See ITaskServiceRead."""
         self._checkStatus(status)
         sorting.checkSort(sort)
+        checkCount(start, 'start')
+        if size is not None:
+            checkCount(size, 'size')
         if sort is None and (createdAfter is not None
                              or createdBefore is not None):
             sort = 'created'

@@ -46,6 +46,7 @@ import re
 from lovely.remotetask import tasklimits
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeKeys
 
@@ -64,16 +65,26 @@ def parseRetention(value, name='keepCompleted'):
         return None
     if isinstance(value, datetime.timedelta) and value.total_seconds() > 0:
         return value
+    count = None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
+        count = value
+    elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        if text.isascii() and text.isdigit():
+            count = int(text)
         match = _TIME.match(text)
         if match and float(match.group(1)) > 0:
-            return datetime.timedelta(
-                seconds=float(match.group(1)) * UNITS[match.group(2)])
+            try:
+                return datetime.timedelta(
+                    seconds=float(match.group(1)) * UNITS[match.group(2)])
+            except OverflowError:
+                pass   # longer than a timedelta: refused below
+    if count is not None:
+        if count > MAX_COUNT:
+            raise ValueError(f'{name} must be a count from 0 to '
+                             f'{MAX_COUNT} or a time (90s, 30m, 12h, 7d, '
+                             f'2w), not {value!r}')
+        return count
     raise ValueError(f'{name} must be a count (100) or a time (90s, 30m, '
                      f'12h, 7d, 2w), not {value!r}')
 

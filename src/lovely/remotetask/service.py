@@ -50,6 +50,7 @@ from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STARTLATER
+from lovely.remotetask.interfaces import checkCount
 from lovely.remotetask.job import CronJob
 from lovely.remotetask.job import Job
 from lovely.remotetask.job import MAX_DELAY
@@ -124,6 +125,8 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
                 or maxRetries < 0):
             raise ValueError(f'maxRetries must be an int >= 0, '
                              f'not {maxRetries!r}')
+        if maxRetries is not None:
+            checkCount(maxRetries, 'maxRetries')
         if retryDelay is not None and not _isSeconds(retryDelay, MAX_DELAY):
             raise ValueError(f'retryDelay must be seconds from 0 to '
                              f'{MAX_DELAY}, not {retryDelay!r}')
@@ -234,10 +237,12 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def retryAll(self, status=ERROR, task=None, limit=None):
         """See ITaskServiceManage."""
+        _checkLimit(limit)
         return history.retryAll(self, status, task, limit)
 
     def cancelAll(self, limit=None):
         """See ITaskServiceManage."""
+        _checkLimit(limit)
         # Counted by the counter: a cancelled job cancels the jobs waiting
         # for it too (dependencies.py), which then count as well.
         cancelled = self._counts[CANCELLED]
@@ -254,6 +259,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def clean(self, status=REMOVABLE, limit=None):
         """See ITaskServiceManage."""
+        _checkLimit(limit)
         if isinstance(status, str):
             status = (status,)
         status = tuple(status)
@@ -335,6 +341,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def applyRetention(self, now=None, limit=retention.BATCH):
         """See ITaskServiceProcessing."""
+        _checkLimit(limit)
         return retention.applyRetention(self, now_(now), limit)
 
     # -- synchronous processing ----------------------------------------------
@@ -432,6 +439,12 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
                 return obj
             obj = getattr(obj, '__parent__', None)
         return None
+
+
+def _checkLimit(limit):
+    """The ``limit`` of a bulk change: None or a count."""
+    if limit is not None:
+        checkCount(limit, 'limit')
 
 
 # -- 0.5.2 names -------------------------------------------------------------

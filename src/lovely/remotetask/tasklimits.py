@@ -76,6 +76,7 @@ from BTrees.OOBTree import OOBTree
 
 from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.interfaces import checkCount
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeKeys
 
@@ -155,6 +156,7 @@ def checkLimits(limits):
                     or value < 1:
                 raise ValueError(f'maxConcurrent must be an int >= 1 or '
                                  f'None, not {value!r}')
+            checkCount(value, 'maxConcurrent', low=1)
         elif name == 'rateLimit':
             value = checkRate(value)
         else:

@@ -5,7 +5,9 @@
 the refusals of the guards (401, 403, 405, 413, 429 ...) and of the
 publisher (a 401 while traversing to the service) to such requests as
 ``application/problem+json``, as the API answers its own errors, keeping
-their status and headers.
+their status and headers.  It answers a HEAD as the GET of the path,
+without the body (the publication would answer an error of the API to
+a HEAD with a 500: it cannot empty a ``problem+json`` answer).
 
 ``api_read(environ)``: a GET or HEAD whose last object is the API.  Its
 query only filters and pages (the API changes nothing on GET), so the
@@ -72,6 +74,9 @@ class JSONErrors:
     def __call__(self, environ, start_response):
         if not is_api(environ):
             return self.application(environ, start_response)
+        head = environ.get('REQUEST_METHOD') == 'HEAD'
+        if head:
+            environ = dict(environ, REQUEST_METHOD='GET')
         started = []
 
         def start(status, headers, exc_info=None):
@@ -99,7 +104,7 @@ class JSONErrors:
             start_response(status, headers)
         else:
             start_response(status, headers, exc_info)
-        return [body]
+        return [] if head else [body]
 
 
 def problem(code, body, kind):

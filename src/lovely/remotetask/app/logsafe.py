@@ -7,12 +7,20 @@ log (``loggable``); ``install`` adds ``EscapeControlCharacters`` to the
 handlers of the log configured by zope.conf, for every message, the
 Zope Toolkit's included (``SiteError`` logs the URL of a request).
 Tracebacks keep their lines: only the message is escaped.
+
+The command line tool prints job data (task names, errors, tracebacks)
+that whoever adds a job chooses: ``printable`` escapes what a terminal
+would obey (``\\x1b[2J`` clears the screen, ``\\r`` writes over a line).
 """
 import logging
 import re
 
 
-CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]|[\n\t]')
+#: Control characters (C0 and C1, but newline and tab), DEL and the line
+#: and paragraph separators.
+CONTROL_IN_LINES = re.compile(r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]')
+#: And newline and tab.
+CONTROL = re.compile(CONTROL_IN_LINES.pattern + r'|[\n\t]')
 
 
 def _escape(match):
@@ -37,6 +45,21 @@ def loggable(text, limit=500):
     if len(text) > limit:
         text = text[:limit] + '...'
     return text
+
+
+def printable(text, lines=False):
+    """``text`` safe to print to a terminal: control characters escaped
+    as in Python (``\\x1b``, ``\\r``, ``\\u2028``), newlines and tabs
+    too unless ``lines`` (a traceback keeps its lines).
+
+    >>> print(printable('evil\\x1b[2J\\rgood\\n\\tnext'))
+    evil\\x1b[2J\\rgood\\n\\tnext
+    >>> printable('Traceback:\\n\\tline\\x9b1m', lines=True)
+    'Traceback:\\n\\tline\\\\x9b1m'
+    >>> printable(None), printable(42)
+    ('None', '42')
+    """
+    return (CONTROL_IN_LINES if lines else CONTROL).sub(_escape, str(text))
 
 
 class EscapeControlCharacters(logging.Filter):

@@ -116,6 +116,12 @@ def make_parser():
         '--metrics-host', default=DEFAULT_HOST, metavar='HOST',
         help='the address of --metrics-port; whoever reaches it reads '
              'the metrics, without a login (default: %(default)s)')
+    worker.add_argument(
+        '--metrics-allow-host', action='append', default=[],
+        metavar='NAME',
+        help='a name by which clients ask --metrics-port (its Host '
+             'header), besides localhost and the address; others are '
+             'answered 421 (against DNS rebinding; repeatable)')
     worker.set_defaults(func=worker_command)
     cli.addCommands(commands)
     return parser
@@ -294,7 +300,8 @@ def worker_command(args):
                 args.services, args.threads)
     monitor = None
     if args.metrics_port is not None:
-        monitor = _startMonitor(db, args.metrics_host, args.metrics_port)
+        monitor = _startMonitor(db, args.metrics_host, args.metrics_port,
+                                args.metrics_allow_host)
         if monitor is None:
             close_databases(db)
             return 1
@@ -318,11 +325,11 @@ def worker_command(args):
     return 0
 
 
-def _startMonitor(db, host, port):
+def _startMonitor(db, host, port, names=()):
     """The monitoring server of a worker (app/monitor.py), or None."""
     from lovely.remotetask.app.monitor import MonitorServer
     try:
-        monitor = MonitorServer(db, host, port)
+        monitor = MonitorServer(db, host, port, names)
     except (OSError, ValueError) as e:
         logger.error('Cannot listen on %s:%s: %s', host, port, e)
         return None

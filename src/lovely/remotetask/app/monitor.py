@@ -8,7 +8,19 @@ separate address, 127.0.0.1 unless ``--metrics-host`` says otherwise.
 Anything else is 404; only GET and HEAD are answered.  Whoever reaches
 the address reads the numbers: keep it on the loopback or a network of
 the monitoring system.
+
+DNS rebinding: a web page of ``evil.example`` whose name then resolves
+to 127.0.0.1 can make a browser on the worker's machine ask the
+address, with ``Host: evil.example``.  So a request whose ``Host``
+names neither the address the worker listens on, nor ``localhost``,
+``127.0.0.1`` or ``[::1]``, nor a name of ``--metrics-allow-host``
+(each with or without a port) is answered ``421 Misdirected Request``.
+Listening on every address (``0.0.0.0``, ``::``), any address given as
+a number is taken too (a Kubernetes probe names the pod's address; a
+rebound name is never a number).  A request without ``Host`` (HTTP/1.0,
+which no browser sends) is answered.
 """
+import ipaddress
 import logging
 import threading
 
@@ -20,8 +32,83 @@ from lovely.remotetask.health import notFound
 logger = logging.getLogger('lovely.remotetask.app')
 
 
-def make_app(db):
-    """The WSGI application of the monitoring address of ``db``."""
+#: The names of the loopback, always taken.
+LOOPBACK_NAMES = ('localhost', '127.0.0.1', '::1')
+#: The addresses that listen on every address.
+WILDCARDS = ('0.0.0.0', '::', '')
+
+
+def hostName(value):
+    """The name of a ``Host`` header or of an address, lower case, without
+    its port, brackets and trailing dot; None unless well formed.
+
+    >>> hostName('LocalHost.:9100'), hostName('[::1]:9100'), hostName('::1')
+    ('localhost', '::1', '::1')
+    >>> hostName('a:b'), hostName('[::1'), hostName(''), hostName('a b')
+    (None, None, None, None)
+    """
+    value = value.strip().lower()
+    if value.startswith('['):
+        name, bracket, port = value[1:].partition(']')
+        if not bracket:
+            return None
+    elif value.count(':') > 1:
+        name, port = value, ''     # an IPv6 address without brackets
+    else:
+        name, colon, port = value.partition(':')
+        port = colon + port
+    if port and not (port[:1] == ':' and port[1:].isascii()
+                     and port[1:].isdigit()):
+        return None
+    name = name.rstrip('.')
+    if not name or any(not (c.isalnum() or c in '-._:') for c in name):
+        return None
+    return name
+
+
+def isAddress(name):
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostGuard:
+    """WSGI: 421 for a ``Host`` that is not a name of this address (see
+    the module)."""
+
+    def __init__(self, application, host='127.0.0.1', names=()):
+        self.application = application
+        bound = hostName(host) if host else ''
+        self.anyAddress = bound in WILDCARDS
+        self.names = frozenset(
+            filter(None, (*LOOPBACK_NAMES, bound, *map(hostName, names))))
+
+    def allowed(self, value):
+        name = hostName(value)
+        if name is None:
+            return False
+        return name in self.names or (self.anyAddress and isAddress(name))
+
+    def __call__(self, environ, start_response):
+        value = environ.get('HTTP_HOST')
+        if value is None or self.allowed(value):
+            return self.application(environ, start_response)
+        body = (b'Misdirected Request: the Host header names no address '
+                b'of this worker\'s metrics (localhost, 127.0.0.1, [::1], '
+                b'the address of --metrics-host, the names of '
+                b'--metrics-allow-host).\n')
+        start_response('421 Misdirected Request', [
+            ('Content-Type', 'text/plain; charset=utf-8'),
+            ('Content-Length', str(len(body))),
+            ('Cache-Control', 'no-store')])
+        return [] if environ.get('REQUEST_METHOD') == 'HEAD' else [body]
+
+
+def make_app(db, host='127.0.0.1', names=()):
+    """The WSGI application of the monitoring address of ``db``, which
+    listens on ``host`` and takes the ``Host`` names ``names`` too."""
     def application(environ, start_response):
         method = environ.get('REQUEST_METHOD')
         if environ.get('PATH_INFO') != '/metrics' or method not in (
@@ -33,16 +120,18 @@ def make_app(db):
             ('Content-Length', str(len(body))),
             ('Cache-Control', 'no-store')])
         return [] if method == 'HEAD' else [body]
-    return HealthCheck(application, db, processors=True)
+    return HostGuard(HealthCheck(application, db, processors=True),
+                     host, names)
 
 
 class MonitorServer:
-    """waitress serving ``make_app(db)`` in a daemon thread."""
+    """waitress serving ``make_app(db, host, names)`` in a daemon
+    thread."""
 
-    def __init__(self, db, host, port):
+    def __init__(self, db, host, port, names=()):
         import waitress.server
         self.server = waitress.server.create_server(
-            make_app(db), host=host, port=port, threads=2,
+            make_app(db, host, names), host=host, port=port, threads=2,
             ident='remotetask-worker')
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name='metrics-server')

@@ -16,6 +16,7 @@ from lovely.remotetask import bulk
 from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.interfaces import STARTLATER
 from lovely.remotetask.interfaces import STATUSES
 from lovely.remotetask.jsonapi import data
@@ -109,6 +110,9 @@ def count(body, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadRequest(f'{name} must be a whole number >= 0, not '
                          f'{value!r}')
+    if value > MAX_COUNT:
+        raise BadRequest(f'{name} must be a whole number from 0 to '
+                         f'{MAX_COUNT}, not {value!r}')
     return value
 
 
@@ -195,7 +199,7 @@ def listJobs(call):
         if not takes(call.raw.listJobs, name):
             raise BadRequest(f'{name}: this service cannot list jobs by '
                              f'{name}')
-    start = integer(query, 'start', 0, 0)
+    start = integer(query, 'start', 0, 0, MAX_COUNT)
     size = integer(query, 'size', PAGE_SIZE, 1, MAX_PAGE_SIZE)
     # One more than asked: is there a next page?
     options = dict(filters, start=start, size=size + 1,

@@ -3,6 +3,7 @@
 It is built from the routes of ``view.ROUTES``, so that it names every
 path and method the view answers (a test compares them).
 """
+from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.interfaces import STATUSES
 
 
@@ -40,7 +41,8 @@ def _query(name, schema, description):
 LIST_PARAMETERS = [
     _query('status', {'enum': list(STATUSES)}, 'only jobs in this status'),
     _query('task', {'type': 'string'}, 'only jobs of this task'),
-    _query('start', {'type': 'integer', 'minimum': 0},
+    _query('start', {'type': 'integer', 'minimum': 0,
+                     'maximum': MAX_COUNT},
            'skip this many jobs (after the cursor, if given)'),
     _query('size', {'type': 'integer', 'minimum': 1, 'maximum': 500},
            'jobs on the page (default 50)'),
@@ -120,7 +122,8 @@ SCHEMAS = {
                'additionalProperties': False, 'properties': {
                    'task': {'type': 'string'}, 'input': {},
                    'startLater': {'type': 'boolean'},
-                   'maxRetries': {'type': 'integer', 'minimum': 0},
+                   'maxRetries': {'type': 'integer', 'minimum': 0,
+                                  'maximum': MAX_COUNT},
                    'retryDelay': {'type': 'number', 'minimum': 0},
                    'delay': {'type': 'number', 'minimum': 0,
                              'description': 'run once, this many seconds '
@@ -136,7 +139,8 @@ SCHEMAS = {
                  'properties': {'status': {'const': 'error'},
                                 'task': {'type': 'string'},
                                 'limit': {'type': 'integer',
-                                          'minimum': 0}}},
+                                          'minimum': 0,
+                                          'maximum': MAX_COUNT}}},
 }
 
 

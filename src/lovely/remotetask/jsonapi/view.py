@@ -192,6 +192,12 @@ class API(BrowserView):
         return data
 
     def respond(self, status, data, headers=(), kind=JSON):
+        if self.request.method == 'HEAD':
+            # The publication empties the answer to a HEAD
+            # (``setResult('')``), which it can do for text and JSON
+            # types only: a problem+json answer would become a 500.
+            # (The server's guards ask the API a HEAD as a GET.)
+            kind = JSON
         response = self.request.response
         response.setStatus(status)
         response.setHeader('Content-Type', kind)

@@ -53,5 +53,5 @@ def test_suite():
     modules = unittest.TestSuite([
         doctest.DocTestSuite('lovely.remotetask.' + name, optionflags=FLAGS)
         for name in ('cron', 'task', 'startup', 'limits', 'priorities',
-                     'tasklimits', 'retention')])
+                     'tasklimits', 'retention', 'interfaces')])
     return unittest.TestSuite([narrative, modules])

@@ -133,6 +133,102 @@ class DataTests(unittest.TestCase):
                          ['inf', 'nan', 1.5])
 
 
+class HeadTests(unittest.TestCase):
+    """HEAD on every route, through the server's guards: as GET without
+    a body on GET routes, 405 with ``Allow`` on POST-only ones, 404 on
+    unknown paths; never a 500."""
+
+    from lovely.remotetask.testing import layer
+
+    def setUp(self):
+        import transaction
+        from webtest import TestApp
+        from lovely.remotetask.app.wsgi import protect
+        from lovely.remotetask.service import TaskService
+        from lovely.remotetask.testing import getRootFolder
+        from lovely.remotetask.testing import wsgiApp
+        root = getRootFolder()
+        root['tasks'] = service = TaskService()
+        self.jobid = service.add('echo', 'x')
+        transaction.commit()
+        self.app = TestApp(protect(wsgiApp()))
+        self.app.authorization = ('Basic', ('mgr', 'mgrpw'))
+
+    def tearDown(self):
+        import transaction
+        transaction.abort()
+
+    def paths(self, verb):
+        for pattern, method, endpoint, permission in view.ROUTES:
+            if method == verb:
+                yield '/tasks/@@api' + ''.join(
+                    f'/{self.jobid}' if name is view.ID else f'/{name}'
+                    for name in pattern)
+
+    def test_head_of_get_routes_is_get_without_body(self):
+        paths = list(self.paths('GET'))
+        self.assertEqual(len(paths), 6)
+        for path in paths:
+            got = self.app.get(path)
+            head = self.app.head(path)
+            self.assertEqual(head.status, got.status, path)
+            self.assertEqual(head.content_type, 'application/json', path)
+            self.assertEqual(head.headers['Content-Length'],
+                             str(len(got.body)), path)
+            self.assertEqual(head.body, b'', path)
+
+    def test_head_of_post_routes_is_405(self):
+        paths = list(self.paths('POST'))
+        self.assertEqual(len(paths), 8)
+        # jobs is a GET route too.
+        paths.remove('/tasks/@@api/jobs')
+        allowed = 'POST'
+        for path in paths:
+            head = self.app.head(path, status=405)
+            self.assertEqual(head.headers['Allow'], allowed, path)
+            self.assertEqual(head.content_type,
+                             'application/problem+json', path)
+            self.assertEqual(head.body, b'', path)
+            # What a GET of it answers, with the body.
+            got = self.app.get(path, status=405)
+            self.assertEqual(got.json['status'], 405, path)
+            self.assertEqual(got.headers['Allow'], allowed, path)
+
+    def test_head_of_unknown_paths_is_404(self):
+        for path in ('/tasks/@@api/nothing', '/tasks/@@api/jobs/x',
+                     '/tasks/@@api/jobs/1/2/3', '/tasks/@@api/jobs/7',
+                     f'/tasks/@@api/jobs/{self.jobid}/x'):
+            head = self.app.head(path, status=404)
+            self.assertEqual(head.body, b'', path)
+            self.assertNotIn(b'Traceback', head.body)
+
+    def test_head_without_the_guards(self):
+        # An application that includes the package without the server's
+        # guards: the publication empties the answer to a HEAD, which
+        # it can only do for text and JSON types.
+        from webtest import TestApp
+        from lovely.remotetask.testing import wsgiApp
+        app = TestApp(wsgiApp())
+        app.authorization = ('Basic', ('mgr', 'mgrpw'))
+        head = app.head('/tasks/@@api/pause', status=405)
+        self.assertEqual(head.headers['Allow'], 'POST')
+        self.assertEqual(head.content_type, 'application/json')
+        self.assertEqual(head.body, b'')
+        head = app.head('/tasks/@@api/jobs/7', status=404)
+        self.assertEqual(head.body, b'')
+        self.assertEqual(app.head('/tasks/@@api/jobs').status_int, 200)
+
+    def test_head_of_anonymous_is_401(self):
+        from webtest import TestApp
+        from lovely.remotetask.app.wsgi import protect
+        from lovely.remotetask.testing import wsgiApp
+        anonymous = TestApp(protect(wsgiApp()))
+        for path in ('/tasks/@@api', '/tasks/@@api/pause',
+                     '/tasks/@@api/nothing'):
+            head = anonymous.head(path, status=401)
+            self.assertEqual(head.body, b'', path)
+
+
 def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),

@@ -1,5 +1,6 @@
 """Edge cases of events, metrics, health checks and the worker's
 monitoring address (the narrative is in health.rst and metrics.rst)."""
+import doctest
 import json
 import os
 import re
@@ -192,6 +193,116 @@ class HealthTests(WithDatabase):
                 if thread.name == 'health-check':
                     thread.join(30)
 
+    def test_a_flood_shares_one_check(self):
+        # Concurrent callers wait for the check in flight and get its
+        # result; nobody starts a second one.
+        calls = []
+        release = threading.Event()
+
+        def check(db, timeout):
+            calls.append(db)
+            release.wait(30)
+            return True
+        shared = health.SharedCheck(check, fresh=0)
+        db = type('DB', (), {})()
+        results = []
+        threads = [threading.Thread(
+            target=lambda: results.append(shared(db, 30)))
+            for n in range(8)]
+        for thread in threads:
+            thread.start()
+        try:
+            waitFor(lambda: calls and shared.waiting(db) == 7, 30,
+                    message='the callers to wait for one check')
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(30)
+        self.assertEqual(results, [True] * 8)
+        self.assertEqual(len(calls), 1)
+        # fresh=0: the next caller checks again.
+        self.assertTrue(shared(db, 30))
+        self.assertEqual(len(calls), 2)
+
+    def test_a_result_is_fresh_for_a_second(self):
+        now = [100.0]
+        calls = []
+
+        def check(db, timeout):
+            calls.append(db)
+            return len(calls) % 2 == 1
+        shared = health.SharedCheck(check, clock=lambda: now[0])
+        self.assertEqual(health.FRESH, 1.0)
+        one, two = type('DB', (), {})(), type('DB', (), {})()
+        self.assertTrue(shared(one, 5))
+        now[0] += 0.9
+        self.assertTrue(shared(one, 5))
+        self.assertEqual(len(calls), 1)
+        # Another database has its own check.
+        self.assertFalse(shared(two, 5))
+        self.assertEqual(len(calls), 2)
+        now[0] += 0.2
+        self.assertTrue(shared(one, 5))
+        self.assertEqual(len(calls), 3)
+
+    def test_a_check_that_raises_is_down_for_all(self):
+        def check(db, timeout):
+            raise RuntimeError('boom')
+        shared = health.SharedCheck(check)
+        db = type('DB', (), {})()
+        with self.assertLogs('lovely.remotetask', 'ERROR') as logged:
+            self.assertFalse(shared(db, 5))
+        self.assertIn('boom', '\n'.join(logged.output))
+        self.assertFalse(shared(db, 5))
+
+    def test_waiters_give_up_after_the_timeout(self):
+        release = threading.Event()
+
+        def check(db, timeout):
+            release.wait(30)
+            return True
+        shared = health.SharedCheck(check, grace=0)
+        db = type('DB', (), {})()
+        leader = threading.Thread(target=shared, args=(db, 30))
+        leader.start()
+        try:
+            waitFor(lambda: shared.inFlight(db), 30,
+                    message='the check to start')
+            self.assertFalse(shared(db, 0.01))
+        finally:
+            release.set()
+            leader.join(30)
+
+    def test_a_flood_of_requests_costs_one_check(self):
+        # The worker's /health: 20 concurrent requests, one database
+        # check (the clock stands still: the result stays fresh).
+        checked = []
+        real = health.databaseUp
+
+        def counting(db):
+            checked.append(db)
+            return real(db)
+        self.patch(health, 'databaseUp', counting)
+        self.patch(health, '_shared', health.SharedCheck(
+            health._probe, clock=lambda: 0.0))
+        app = webtest.TestApp(monitor.make_app(self.db))
+        answers = []
+
+        def get():
+            answers.append(app.get('/health', status=503).json['checks'])
+        threads = [threading.Thread(target=get) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(answers, [{'database': 'up',
+                                    'processors': 'down'}] * 20)
+        self.assertEqual(len(checked), 1)
+
+    def patch(self, module, name, value):
+        self.addCleanup(setattr, module, name, getattr(module, name))
+        setattr(module, name, value)
+
     def test_processor_states(self):
         self.assertEqual(processor.processorStates(self.db), [])
         self.service.startProcessing()
@@ -273,6 +384,108 @@ class MonitorAppTests(WithDatabase):
             server.close()
 
 
+class RebindingTests(WithDatabase):
+    """DNS rebinding: a page of evil.example whose name then resolves to
+    127.0.0.1 makes the browser send it to the worker's address, with
+    ``Host: evil.example``.  Such requests are answered 421."""
+
+    def status(self, header, **kw):
+        """The statuses of three paths asked with ``Host: header``."""
+        app = webtest.TestApp(monitor.make_app(self.db, **kw))
+        headers = {'Host': header}
+        return [app.get(path, headers=headers, expect_errors=True)
+                .status_int for path in ('/metrics', '/health/live',
+                                         '/nothing')]
+
+    def test_loopback_names_with_or_without_the_port(self):
+        for host in ('localhost', 'localhost:9100', 'LocalHost:9100',
+                     'localhost.:9100', '127.0.0.1', '127.0.0.1:9100',
+                     '[::1]', '[::1]:9100'):
+            self.assertEqual(self.status(host), [200, 200, 404], host)
+
+    def test_other_names_are_misdirected(self):
+        for host in ('evil.example', 'evil.example:9100',
+                     'localhost.evil.example', '127.0.0.1.nip.io:9100',
+                     '10.1.2.3:9100', 'localhost:9100:1', 'localhost:x',
+                     '[::1', '[::1]x', '', 'local host'):
+            self.assertEqual(self.status(host), [421] * 3, host)
+
+    def test_the_answer_tells_why(self):
+        app = webtest.TestApp(monitor.make_app(self.db))
+        response = app.get('/metrics', headers={'Host': 'evil.example'},
+                           status=421)
+        self.assertEqual(response.status, '421 Misdirected Request')
+        self.assertEqual(response.content_type, 'text/plain')
+        self.assertIn('--metrics-allow-host', response.text)
+        self.assertEqual(app.head('/health', headers={
+            'Host': 'evil.example'}, status=421).body, b'')
+
+    def test_the_bound_address_and_configured_names(self):
+        self.assertEqual(self.status('10.1.2.3:9100', host='10.1.2.3'),
+                         [200, 200, 404])
+        self.assertEqual(self.status('[fd00::1]:9100', host='fd00::1'),
+                         [200, 200, 404])
+        self.assertEqual(self.status('evil.example', host='10.1.2.3'),
+                         [421] * 3)
+        names = ['metrics.internal', 'Worker-1.example.']
+        for host in ('metrics.internal:9100', 'worker-1.example',
+                     'localhost'):
+            self.assertEqual(self.status(host, names=names),
+                             [200, 200, 404], host)
+        self.assertEqual(self.status('evil.example', names=names),
+                         [421] * 3)
+
+    def test_a_wildcard_address_takes_addresses_not_names(self):
+        # Bound to every address, a request for any of them names it by
+        # its number (a Kubernetes probe: the pod's address); a name
+        # must be configured.
+        for wildcard in ('0.0.0.0', '::'):
+            for host in ('10.1.2.3:9100', '[fd00::1]:9100', 'localhost'):
+                self.assertEqual(self.status(host, host=wildcard),
+                                 [200, 200, 404], (wildcard, host))
+            self.assertEqual(self.status('evil.example', host=wildcard),
+                             [421] * 3)
+
+    def test_no_host_header(self):
+        # HTTP/1.0 without Host: no browser sends that.
+        app = monitor.make_app(self.db)
+        environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/health/live',
+                   'SERVER_NAME': 'x', 'SERVER_PORT': '9100',
+                   'wsgi.url_scheme': 'http'}
+        started = []
+        app(environ, lambda status, headers: started.append(status))
+        self.assertEqual(started, ['200 OK'])
+
+    def test_the_server(self):
+        import http.client
+        server = monitor.MonitorServer(self.db, '127.0.0.1', 0).start()
+        try:
+            host, port = server.address
+            for name, expected in (('evil.example', 421),
+                                   (f'127.0.0.1:{port}', 200)):
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                try:
+                    conn.putrequest('GET', '/health/live', skip_host=True)
+                    conn.putheader('Host', name)
+                    conn.endheaders()
+                    response = conn.getresponse()
+                    response.read()
+                    self.assertEqual(response.status, expected, name)
+                finally:
+                    conn.close()
+        finally:
+            server.close()
+
+    def test_the_worker_option(self):
+        from lovely.remotetask.app.main import make_parser as parser
+        args = parser().parse_args([
+            'worker', '--metrics-port', '0', '--metrics-allow-host', 'a',
+            '--metrics-allow-host', 'b.example'])
+        self.assertEqual(args.metrics_allow_host, ['a', 'b.example'])
+        args = parser().parse_args(['worker'])
+        self.assertEqual(args.metrics_allow_host, [])
+
+
 class PoolTests(unittest.TestCase):
 
     def test_the_pool_grows_to_the_threads_never_shrinks(self):
@@ -338,3 +551,10 @@ class SettingsTests(unittest.TestCase):
         self.assertIsNotNone(find(protect(inner, settings.Settings())))
         self.assertIsNone(find(protect(
             inner, settings.Settings(health_public=False))))
+
+
+def test_suite():
+    return unittest.TestSuite([
+        unittest.defaultTestLoader.loadTestsFromName(__name__),
+        doctest.DocTestSuite('lovely.remotetask.app.monitor'),
+    ])

@@ -15,11 +15,13 @@ import argparse
 import sys
 
 from lovely.remotetask.app import instance
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.app.cli import jobs
 from lovely.remotetask.app.cli import services
 from lovely.remotetask.app.cli import watch
 from lovely.remotetask.app.cli.session import CommandError
 from lovely.remotetask.app.cli.session import Session
+from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.interfaces import REMOVABLE
 from lovely.remotetask.interfaces import STATUSES
 
@@ -32,7 +34,7 @@ def runner(command):
             with Session(args.config, args.verbose) as session:
                 return command(session, args, sys.stdout)
         except CommandError as error:
-            print(f'remotetask: {error}', file=sys.stderr)
+            print(f'remotetask: {printable(error)}', file=sys.stderr)
             return 2
     return run
 
@@ -54,6 +56,9 @@ def positive(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'{text} is not at least 1')
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f'{text} is not from 1 to {MAX_COUNT}')
     return value
 
 

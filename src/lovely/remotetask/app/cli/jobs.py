@@ -4,11 +4,16 @@
 The data is what the JSON API answers (``lovely.remotetask.jsonapi.data``)
 and ``--json`` prints it as such.  Commands that change many jobs commit
 in batches (``bulk.inBatches``) and draw a progress bar on a terminal.
+
+What a job holds (whoever adds it chooses) is printed with its control
+characters escaped (``logsafe.printable``): an error message cannot
+clear the terminal or write over a line.
 """
 import json
 import sys
 
 from lovely.remotetask import bulk
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.app.cli.session import CommandError
 from lovely.remotetask.app.progress import Progress
 from lovely.remotetask.history import RETRYABLE
@@ -30,7 +35,7 @@ def printJSON(value, out):
 
 
 def short(text, width):
-    text = '' if text is None else str(text).replace('\n', ' ')
+    text = printable('' if text is None else str(text).replace('\n', ' '))
     return text if len(text) <= width else text[:width - 3] + '...'
 
 
@@ -73,13 +78,13 @@ def show(session, args, out):
                  'completed', 'attempts', 'worker', 'maxRetries',
                  'retryDelay', 'leaseExpires', 'schedule', 'error'):
         if name in job and job[name] is not None:
-            print(f'{name + ":":<13} {job[name]}', file=out)
+            print(f'{name + ":":<13} {printable(job[name])}', file=out)
     for name in ('input', 'output'):
         text = json.dumps(job[name], indent=2, sort_keys=True)
         print(f'{name + ":":<13} ' + text.replace('\n', '\n' + ' ' * 14),
               file=out)
     if job['traceback']:
-        print(job['traceback'].rstrip(), file=out)
+        print(printable(job['traceback'].rstrip(), lines=True), file=out)
     return 0
 
 

@@ -7,12 +7,14 @@ name, each value checked against the field of ``ITaskService`` before
 anything is stored.
 """
 import zope.schema
+import zope.schema.interfaces
 from zope.component.interfaces import ISite
 from zope.container.interfaces import IContainer
 from zope.site.folder import Folder
 from zope.site.site import LocalSiteManager
 
 from lovely.remotetask.app.cli.session import CommandError
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.interfaces import ITaskService
 from lovely.remotetask.service import TaskService
 
@@ -70,12 +72,17 @@ def parseSetting(text):
     except (zope.schema.ValidationError, ValueError) as error:
         doc = error.doc() if hasattr(error, 'doc') else str(error)
         raise CommandError(f'{name}={value}: {doc or type(error).__name__}'
-                           f' ({describe(field)})') from None
+                           f' ({describe(field, error)})') from None
     return name, converted
 
 
-def describe(field):
+def describe(field, error=None):
+    """What ``field`` takes: its type and the bound ``error`` broke."""
     kind = type(field).__name__.lower()
+    high = getattr(field, 'max', None)
+    if isinstance(error, zope.schema.interfaces.TooBig) and \
+            high is not None:
+        return f'{kind} <= {high}'
     low = getattr(field, 'min', None)
     return f'{kind}{"" if low is None else f" >= {low}"}'
 
@@ -87,7 +94,7 @@ def set_(session, args, out):
         setattr(service, name, value)
     session.commit()
     for name, value in changes.items():
-        print(f'{name} = {value}', file=out)
+        print(f'{name} = {printable(value)}', file=out)
     return 0
 
 
@@ -98,5 +105,6 @@ def list_(session, args, out):
     for path, service in sorted(services.items()):
         settings = ', '.join(f'{name}={getattr(service, name)}'
                              for name in SETTINGS)
-        print(f'{path}: {service.countJobs()} jobs; {settings}', file=out)
+        print(f'{printable(path)}: {service.countJobs()} jobs; '
+              f'{printable(settings)}', file=out)
     return 0

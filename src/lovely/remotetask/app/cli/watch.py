@@ -10,6 +10,7 @@ import datetime
 import json
 import time
 
+from lovely.remotetask.app.logsafe import printable
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import STATUSES
@@ -38,7 +39,8 @@ def workers(session, args, out):
           f'{"FAILED":>7}  RUNNING', file=out)
     for w in found:
         running = ', '.join(map(str, w['running'])) or '-'
-        print(f'{w["id"]:<40} {w["status"]:<8} {w["age"]:>5.0f}s '
+        print(f'{printable(w["id"]):<40} {printable(w["status"]):<8} '
+              f'{w["age"]:>5.0f}s '
               f'{w["done"]:>7} {w["failed"]:>7}  {running}', file=out)
     return 0
 
@@ -93,7 +95,8 @@ def snapshot(service, now=None):
 
 
 def render(stats, previous, out):
-    print(f'{stats["service"]} at {stats["time"]}  workers alive: '
+    print(f'{printable(stats["service"])} at {stats["time"]}  '
+          f'workers alive: '
           f'{stats["workers"]}'
           f'{"  PAUSED" if stats["paused"] else ""}', file=out)
     for status in STATUSES:

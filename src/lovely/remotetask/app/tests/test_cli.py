@@ -86,9 +86,9 @@ class SettingTests(unittest.TestCase):
             self.assertIn(message, str(caught.exception), text)
 
 
-class ServiceLookupTests(unittest.TestCase):
-    """Finding services and creating them in sites, on a database of the
-    test's own (the commands' ``Session`` without zope.conf)."""
+class WithSession(unittest.TestCase):
+    """A database of the test's own (the commands' ``Session`` without
+    zope.conf)."""
 
     def setUp(self):
         import transaction
@@ -109,6 +109,10 @@ class ServiceLookupTests(unittest.TestCase):
         self.session = Session.__new__(Session)
         self.session.connection = conn
         self.session.tm = self.tm
+
+
+class ServiceLookupTests(WithSession):
+    """Finding services and creating them in sites."""
 
     def test_no_service(self):
         from lovely.remotetask.app.cli.session import CommandError
@@ -143,6 +147,130 @@ class ServiceLookupTests(unittest.TestCase):
             self.session.service('site1')
 
 
+#: What whoever adds a job (or runs a task) may put into its data: a
+#: terminal would clear the screen, move the cursor back over the line,
+#: ring the bell, set the window title.
+NASTY = 'x\x1b[2J\ry\x07\x9b1m\x1b]0;pwned\x07\u2028z'
+ESCAPED = r'x\x1b[2J\ry\x07\x9b1m\x1b]0;pwned\x07\u2028z'
+
+
+class EscapingTests(WithSession):
+    """The commands print job data with control characters escaped;
+    ``--json`` escapes them as JSON does."""
+
+    def setUp(self):
+        super().setUp()
+        import zope.component
+        from lovely.remotetask import task
+        from lovely.remotetask.interfaces import ITask
+        from lovely.remotetask.service import TaskService
+        zope.component.provideUtility(task.echo, ITask, 'echo')
+        self.session.root['tasks'] = self.service = TaskService()
+        self.jobid = self.service.add('echo', {NASTY: NASTY})
+        job = self.service.jobs[self.jobid]
+        job.task = NASTY
+        job.status = 'error'
+        job.error = NASTY
+        job.worker = NASTY
+        job.addedBy = NASTY
+        job.traceback = ('Traceback (most recent call last):\n'
+                         '\tFile "x.py", line 1\n' + NASTY + '\n')
+        self.tm.commit()
+
+    def run_(self, func, **kw):
+        import argparse
+        import io
+        out = io.StringIO()
+        args = argparse.Namespace(**dict(dict(service=None, json=False),
+                                         **kw))
+        func(self.session, args, out)
+        return out.getvalue()
+
+    def assertNoControls(self, text):
+        import re
+        self.assertIsNone(
+            re.search('[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]',
+                      text), ascii(text))
+
+    def test_list(self):
+        from lovely.remotetask.app.cli import jobs
+        text = self.run_(jobs.list_, status=None, task=None, size=10,
+                         reverse=False)
+        self.assertNoControls(text)
+        self.assertIn(r'x\x1b[2J\ry\x07', text)
+
+    def test_show(self):
+        from lovely.remotetask.app.cli import jobs
+        text = self.run_(jobs.show, jobid=self.jobid)
+        self.assertNoControls(text)
+        for name in ('task', 'error', 'worker', 'addedBy'):
+            self.assertIn(f'{name + ":":<13} {ESCAPED}\n', text)
+        # The traceback keeps its lines and tabs.
+        self.assertIn('Traceback (most recent call last):\n'
+                      '\tFile "x.py", line 1\n' + ESCAPED + '\n', text)
+        # The input is JSON, escaped as such.
+        self.assertIn(json.dumps(NASTY), text)
+
+    def test_json_is_escaped_as_json(self):
+        from lovely.remotetask.app.cli import jobs
+        out = self.run_(jobs.show, jobid=self.jobid, json=True)
+        self.assertNoControls(out)
+        self.assertEqual(json.loads(out)['error'], NASTY)
+
+    def test_workers(self):
+        import argparse
+        import io
+        from lovely.remotetask.app.cli import watch
+
+        class Service:
+            def isPaused(self):
+                return False
+
+            def listWorkers(self):
+                return [dict(id=NASTY, status=NASTY, age=1.0, done=2,
+                             failed=0, running=[1])]
+
+        class Session:
+            def service(self, path):
+                return Service()
+        out = io.StringIO()
+        watch.workers(Session(), argparse.Namespace(
+            service=None, json=False), out)
+        self.assertNoControls(out.getvalue())
+        self.assertIn(ESCAPED, out.getvalue())
+
+    def test_errors(self):
+        import argparse
+        import contextlib
+        import io
+        from lovely.remotetask.app import cli
+        from lovely.remotetask.app.cli.session import CommandError
+
+        def fail(session, args, out):
+            raise CommandError(NASTY)
+
+        class Session:
+            def __init__(self, *args):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *args):
+                pass
+        err = io.StringIO()
+        original = cli.Session
+        cli.Session = Session
+        try:
+            with contextlib.redirect_stderr(err):
+                status = cli.runner(fail)(argparse.Namespace(
+                    config=None, verbose=False))
+        finally:
+            cli.Session = original
+        self.assertEqual(status, 2)
+        self.assertEqual(err.getvalue(), f'remotetask: {ESCAPED}\n')
+
+
 def test_suite():
     return unittest.TestSuite([
         doctest.DocFileSuite('../cli/README.rst', setUp=setUp,
@@ -150,4 +278,5 @@ def test_suite():
         unittest.defaultTestLoader.loadTestsFromTestCase(SettingTests),
         unittest.defaultTestLoader.loadTestsFromTestCase(
             ServiceLookupTests),
+        unittest.defaultTestLoader.loadTestsFromTestCase(EscapingTests),
     ])
