@@ -16,9 +16,11 @@ import logging
 import re
 
 
-#: Control characters (C0 and C1, but newline and tab), DEL and the line
-#: and paragraph separators.
-CONTROL_IN_LINES = re.compile(r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]')
+#: Control characters (C0 and C1, but newline and tab), DEL, the line
+#: and paragraph separators, and the bidirectional overrides and
+#: isolates (which reorder what a terminal shows: "Trojan Source").
+CONTROL_IN_LINES = re.compile(
+    r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 #: And newline and tab.
 CONTROL = re.compile(CONTROL_IN_LINES.pattern + r'|[\n\t]')
 
@@ -56,6 +58,8 @@ def printable(text, lines=False):
     evil\\x1b[2J\\rgood\\n\\tnext
     >>> printable('Traceback:\\n\\tline\\x9b1m', lines=True)
     'Traceback:\\n\\tline\\\\x9b1m'
+    >>> printable('invoice \u202etxt.exe')
+    'invoice \\\\u202etxt.exe'
     >>> printable(None), printable(42)
     ('None', '42')
     """
