@@ -49,6 +49,8 @@ from z3c.table import table
 from zope.i18nmessageid import MessageFactory
 from zope.traversing.browser import absoluteURL
 
+from lovely.remotetask.browser.jobstate import progressOf
+from lovely.remotetask.browser.jobstate import queueOf
 from lovely.remotetask.browser.util import NOT_SET
 from lovely.remotetask.browser.util import element
 from lovely.remotetask.browser.util import formatDate
@@ -71,6 +73,8 @@ SORTS = {'id': None, 'entered': None, 'created': 'created',
 DESCENDING = ('entered', 'created', 'started', 'completed', 'duration')
 #: The most characters of a summary (input, error) in a cell.
 SUMMARY = 80
+#: The most characters of a progress message in a cell.
+PROGRESS = 60
 
 
 def _integer(value):
@@ -256,7 +260,8 @@ class JobsTable(table.Table):
             column.addColumn(self, factory, name, weight=weight)
             for weight, (name, factory) in enumerate((
                 ('id', IdColumn), ('task', TaskColumn),
-                ('status', StatusColumn), ('attempts', AttemptsColumn),
+                ('status', StatusColumn), ('progress', ProgressColumn),
+                ('queue', QueueColumn), ('attempts', AttemptsColumn),
                 ('created', CreatedColumn), ('start', StartColumn),
                 ('end', EndColumn), ('duration', DurationColumn),
                 ('worker', WorkerColumn), ('detail', DetailColumn),
@@ -442,6 +447,48 @@ class StatusColumn(JobColumn):
     def cellNodes(self, job):
         return [element('span', job.status,
                         {'class': statusClass(job.status)})]
+
+
+class ProgressColumn(JobColumn):
+    """How far a running job got: the percent and the message its task
+    last reported (see jobstate.py)."""
+
+    header = _('Progress')
+    cssClass = 'tableProgress'
+
+    def cellNodes(self, job):
+        report = progressOf(self.table.context, job)
+        if report is None:
+            return []
+        message = report['message']
+        shown = ' '.join(filter(None, (
+            report['percent'], message and summary(message, PROGRESS))))
+        title = zope.i18n.translate(
+            _('${message} (reported ${updated})',
+              mapping={'message': (message or report['percent'])[:2000],
+                       'updated': report['updated']}),
+            context=self.request)
+        return [element('span', shown, {'class': 'progress',
+                                        'title': title})]
+
+
+class QueueColumn(JobColumn):
+    """The job control of a job: its priority (unless the default), its
+    unique key, how many jobs a waiting job waits for, why the limits of
+    its task hold a queued job back (see jobstate.py)."""
+
+    header = _('Queue')
+    cssClass = 'tableQueue'
+
+    def cellNodes(self, job):
+        nodes = []
+        for kind, text, title in queueOf(self.table.context, job,
+                                         self.request):
+            if nodes:
+                nodes.append(', ')
+            nodes.append(element('span', text, {'class': 'queue-' + kind,
+                                                'title': title}))
+        return nodes
 
 
 class AttemptsColumn(JobColumn):

@@ -153,14 +153,21 @@ class JobsTabInABrowserTests(unittest.TestCase):
 
         # Job data the live refresh brings is text, never markup: the
         # rows are built with DOM calls (jobs.js), not innerHTML.
+        # The Queue column comes with it (XML-RPC add: task, input,
+        # startLater, uniqueKey, after, priority).
         evil = '<img src=x onerror="window.owned=1">'
-        ids.append(self.proxy.add('echo', {'html': evil}))
+        ids.append(self.proxy.add('echo', {'html': evil}, False, '<b>k',
+                                  [], 7))
         self.waitForJS(page, '''() => document.querySelectorAll(
             'table.jobs tbody .status-completed').length === 4''')
         self.assertTrue(page.evaluate('window.notReloaded === true'))
         self.assertIn(evil, page.inner_text(
             'table.jobs tbody tr:first-child .tableDetail'))
+        self.assertEqual(page.inner_text(
+            'table.jobs tbody tr:first-child .tableQueue'),
+            'priority 7, key <b>k')
         self.assertIsNone(page.query_selector('table.jobs tbody img'))
+        self.assertIsNone(page.query_selector('table.jobs tbody b'))
         self.assertFalse(page.evaluate('window.owned === 1'))
         # The rows the script built link and select as the server's do.
         self.assertEqual(page.get_attribute(
