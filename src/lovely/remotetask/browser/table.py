@@ -460,14 +460,20 @@ class ProgressColumn(JobColumn):
         report = progressOf(self.table.context, job)
         if report is None:
             return []
+        translate = zope.i18n.translate
         message = report['message']
+        # A report may give a fraction, a message, both or neither.
         shown = ' '.join(filter(None, (
             report['percent'], message and summary(message, PROGRESS))))
-        title = zope.i18n.translate(
-            _('${message} (reported ${updated})',
-              mapping={'message': (message or report['percent'])[:2000],
-                       'updated': report['updated']}),
-            context=self.request)
+        shown = shown or translate(_('reported'), context=self.request)
+        if message:
+            title = _('${message} (reported ${updated})',
+                      mapping={'message': message[:2000],
+                               'updated': report['updated']})
+        else:
+            title = _('reported ${updated}',
+                      mapping={'updated': report['updated']})
+        title = translate(title, context=self.request)
         return [element('span', shown, {'class': 'progress',
                                         'title': title})]
 

@@ -336,6 +336,49 @@ class JobStateTests(unittest.TestCase):
         self.assertEqual(self.progress(report)['percent'], None)
 
 
+class ProgressCellTests(unittest.TestCase):
+    """The cell of the Progress column."""
+
+    setUp = JobStateTests.setUp
+    tearDown = JobStateTests.tearDown
+
+    def cells(self, report):
+        service = Service(count=1, statuses=('processing',))
+        service.getProgress = lambda jobid: report
+        table = JobsTable(service, TestRequest(), selectable=False)
+        table.update()
+        [row] = table.rowData()
+        [cell] = [cell for cell in row['cells']
+                  if cell['class'] == 'tableProgress']
+        return cell['nodes']
+
+    def report(self, fraction, message):
+        return {'fraction': fraction, 'message': message,
+                'updated': datetime.datetime(2024, 1, 2, 3, 4, 5,
+                                             tzinfo=datetime.timezone.utc)}
+
+    def test_percent_and_message(self):
+        [node] = self.cells(self.report(0.4, 'page 4\nof 10'))
+        self.assertEqual(node['text'], '40 % page 4 of 10')
+        self.assertEqual(node['attrs'], {
+            'class': 'progress',
+            'title': 'page 4\nof 10 (reported 2024-01-02 03:04:05 UTC)'})
+
+    def test_a_long_message_is_cut_its_title_is_not(self):
+        [node] = self.cells(self.report(None, 'x' * 1000))
+        self.assertEqual(len(node['text']), 60)
+        self.assertTrue(node['attrs']['title'].startswith('x' * 1000))
+
+    def test_a_report_without_fraction_or_message(self):
+        [node] = self.cells(self.report(None, None))
+        self.assertEqual(node['text'], 'reported')
+        self.assertEqual(node['attrs']['title'],
+                         'reported 2024-01-02 03:04:05 UTC')
+
+    def test_no_report_no_cell(self):
+        self.assertEqual(self.cells(None), [])
+
+
 def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),
