@@ -20,8 +20,10 @@ from zope.security.proxy import removeSecurityProxy
 from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
+from lovely.remotetask.browser.util import element
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import refuseCrossOrigin
+from lovely.remotetask.browser.util import renderNodes
 from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interaction import lookup
@@ -352,7 +354,8 @@ class JobDetail(BrowserPage):
 class CronJobDetail(BrowserPage):
     """The Detail cell of a cron job: its schedule and next run."""
 
-    def __call__(self):
+    def nodes(self):
+        """The cell as nodes (see util.py)."""
         job = self.context
         if job.scheduledFor is None:
             when = translate(_('not scheduled'), context=self.request)
@@ -360,5 +363,8 @@ class CronJobDetail(BrowserPage):
             when = translate(_('next run ${date}',
                                mapping={'date': formatDate(job.scheduledFor)}),
                              context=self.request)
-        return (f'<span class="schedule">{html.escape(formatSchedule(job))}'
-                f'</span> ({html.escape(when)})')
+        return [element('span', formatSchedule(job), {'class': 'schedule'}),
+                f' ({when})']
+
+    def __call__(self):
+        return renderNodes(self.nodes())

@@ -7,6 +7,12 @@
 // always, the rows on the first page only, and not while jobs are
 // selected (the user is choosing what a button will act on).  A script
 // of the server (CSP script-src 'self'): no inline script, no library.
+//
+// The rows come as data (table.py's rowData: cells of nodes, see
+// util.py), built here with createElement, setAttribute and textContent
+// only: nothing the server sends is parsed as markup (no innerHTML), only
+// the elements and attributes of TAGS and ATTRIBUTES are made, and a
+// link only to an http(s) address.
 (function () {
     'use strict';
 
@@ -22,6 +28,9 @@
     var paused = document.querySelector('.live-paused');
     var timer = null;
     var busy = false;
+    // What a cell may have (as util.py's TAGS and ATTRIBUTES).
+    var TAGS = ['a', 'span', 'input'];
+    var ATTRIBUTES = ['class', 'title', 'href', 'type', 'name', 'value'];
 
     function stored() {
         try {
@@ -70,9 +79,61 @@
         });
     }
 
+    function webAddress(value) {
+        try {
+            var protocol = new URL(value, window.location.href).protocol;
+            return protocol === 'http:' || protocol === 'https:';
+        } catch (e) {
+            return false;
+        }
+    }
+
+    // A node of a cell: text, or an element with attributes and text.
+    function buildNode(node) {
+        if (typeof node === 'string') {
+            return document.createTextNode(node);
+        }
+        if (node === null || typeof node !== 'object'
+                || TAGS.indexOf(node.tag) < 0) {
+            return document.createTextNode('');
+        }
+        var element = document.createElement(node.tag);
+        var attrs = node.attrs || {};
+        Object.keys(attrs).forEach(function (name) {
+            var value = String(attrs[name]);
+            if (ATTRIBUTES.indexOf(name) < 0
+                    || (name === 'href' && !webAddress(value))) {
+                return;
+            }
+            element.setAttribute(name, value);
+        });
+        if (node.tag === 'input') {
+            if (element.getAttribute('type') !== 'checkbox') {
+                return document.createTextNode('');
+            }
+        } else if (node.text) {
+            element.textContent = String(node.text);
+        }
+        return element;
+    }
+
+    function buildRow(row) {
+        var tr = document.createElement('tr');
+        tr.setAttribute('class', String(row['class'] || ''));
+        (row.cells || []).forEach(function (cell) {
+            var td = document.createElement('td');
+            td.setAttribute('class', String(cell['class'] || ''));
+            (cell.nodes || []).forEach(function (node) {
+                td.appendChild(buildNode(node));
+            });
+            tr.appendChild(td);
+        });
+        return tr;
+    }
+
     function showRows(data) {
         var body = document.querySelector('table.jobs tbody');
-        if (!firstPage || data.rows === null || body === null) {
+        if (!firstPage || !Array.isArray(data.rows) || body === null) {
             return;
         }
         var hold = selecting();
@@ -82,13 +143,19 @@
         if (hold) {
             return;
         }
-        // The markup of the server's table, escaped there as on the page.
-        body.innerHTML = data.rows;
+        var rows = document.createDocumentFragment();
+        data.rows.forEach(function (row) {
+            rows.appendChild(buildRow(row));
+        });
+        while (body.firstChild) {
+            body.removeChild(body.firstChild);
+        }
+        body.appendChild(rows);
         var table = body.parentNode;
         var empty = document.querySelector('form.jobs .empty');
-        table.hidden = data.rows === '';
+        table.hidden = data.rows.length === 0;
         if (empty) {
-            empty.hidden = data.rows !== '';
+            empty.hidden = data.rows.length !== 0;
         }
     }
 

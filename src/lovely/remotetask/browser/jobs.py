@@ -375,9 +375,10 @@ class JobsData(JobsView):
     """``jobs.json``: the counts and the rows of the Jobs tab, for its
     live refresh (jobs.js); GET only, the query of the page.
 
-    ``rows`` is the markup of the table's rows (escaped as on the page),
-    or null when the page is not the first (a later page is not renewed:
-    its rows would move under the reader).
+    ``rows`` is the table's rows as data (``JobsTable.rowData``: the
+    nodes of each cell, which jobs.js builds with DOM calls, never
+    parsing markup), or null when the page is not the first (a later page
+    is not renewed: its rows would move under the reader).
     """
 
     def __call__(self):
@@ -400,8 +401,7 @@ class JobsData(JobsView):
             'found': self.filteredCount(),
             'jobs': [{'id': row[0][0].id, 'status': row[0][0].status}
                      for row in self.table.rows],
-            'rows': (self.table.renderRows()
-                     if self.firstPage() else None),
+            'rows': self.table.rowData() if self.firstPage() else None,
         }
         response = self.request.response
         response.setHeader('Content-Type', 'application/json')

@@ -27,6 +27,10 @@ The markup of a row is the original package's::
       </td>
       ...
 
+A cell is made of nodes (see util.py): ``renderRows`` is their markup,
+``rowData`` the same as data for ``jobs.json``, from which jobs.js
+builds the rows of the live refresh with DOM calls.
+
 The request chooses the page: ``jobs-batchSize`` (1 to 500 jobs; 50 when
 it is missing, not a number or below 1) and ``jobs-batchStart``.  Values
 that are not a number (a list, a record) are ignored.  The view chooses
@@ -45,8 +49,13 @@ from z3c.table import table
 from zope.i18nmessageid import MessageFactory
 from zope.traversing.browser import absoluteURL
 
+from lovely.remotetask.browser.jobstate import progressOf
+from lovely.remotetask.browser.jobstate import queueOf
 from lovely.remotetask.browser.util import NOT_SET
+from lovely.remotetask.browser.util import element
 from lovely.remotetask.browser.util import formatDate
+from lovely.remotetask.browser.util import jsonNodes
+from lovely.remotetask.browser.util import renderNodes
 from lovely.remotetask.browser.util import statusClass
 
 
@@ -64,6 +73,8 @@ SORTS = {'id': None, 'entered': None, 'created': 'created',
 DESCENDING = ('entered', 'created', 'started', 'completed', 'duration')
 #: The most characters of a summary (input, error) in a cell.
 SUMMARY = 80
+#: The most characters of a progress message in a cell.
+PROGRESS = 60
 
 
 def _integer(value):
@@ -249,7 +260,8 @@ class JobsTable(table.Table):
             column.addColumn(self, factory, name, weight=weight)
             for weight, (name, factory) in enumerate((
                 ('id', IdColumn), ('task', TaskColumn),
-                ('status', StatusColumn), ('attempts', AttemptsColumn),
+                ('status', StatusColumn), ('progress', ProgressColumn),
+                ('queue', QueueColumn), ('attempts', AttemptsColumn),
                 ('created', CreatedColumn), ('start', StartColumn),
                 ('end', EndColumn), ('duration', DurationColumn),
                 ('worker', WorkerColumn), ('detail', DetailColumn),
@@ -300,8 +312,18 @@ class JobsTable(table.Table):
             self.batchProvider.update()
 
     def renderRows(self):
-        return ''.join(self.renderRow(row, 'odd' if number % 2 else 'even')
+        return ''.join(self.renderRow(row, rowClass(number))
                        for number, row in enumerate(self.rows, 1))
+
+    def rowData(self):
+        """The rows as data (``jobs.json``): ``{'id', 'status', 'class',
+        'cells'}``, each cell ``{'class', 'nodes'}`` (see util.py)."""
+        return [{'id': row[0][0].id, 'status': row[0][0].status,
+                 'class': rowClass(number),
+                 'cells': [{'class': col.cssClasses.get('td', ''),
+                            'nodes': jsonNodes(col.cellNodes(item))}
+                           for item, col, colspan in row]}
+                for number, row in enumerate(self.rows, 1)]
 
     def renderRow(self, row, cssClass=None):
         cells = ''.join(self.renderCell(item, col, colspan)
@@ -326,12 +348,28 @@ class JobsTable(table.Table):
         return f'\n<tbody>{self.renderRows()}\n</tbody>'
 
 
+def rowClass(number):
+    """The CSS class of the row ``number`` (from 1)."""
+    return 'odd' if number % 2 else 'even'
+
+
 class JobColumn(column.Column):
     """A column of the jobs table: a translated header, a CSS class; a
-    column with a ``sortOn`` has a header that sorts the table by it."""
+    column with a ``sortOn`` has a header that sorts the table by it.
+
+    A column says what a cell shows as nodes (``cellNodes``, see
+    util.py); ``renderCell`` is their markup.
+    """
 
     cssClass = ''
     sortOn = None
+
+    def cellNodes(self, job):
+        """What the cell of ``job`` shows: a list of nodes."""
+        return []
+
+    def renderCell(self, job):
+        return renderNodes(self.cellNodes(job))
 
     @property
     def cssClasses(self):
@@ -369,8 +407,10 @@ class JobColumn(column.Column):
 class SelectColumn(JobColumn):
     """The checkbox that selects a job for the buttons."""
 
-    def renderCell(self, job):
-        return f'<input type="checkbox" name="jobs:list" value="{job.id}">'
+    def cellNodes(self, job):
+        return [element('input', attrs={'type': 'checkbox',
+                                        'name': 'jobs:list',
+                                        'value': job.id})]
 
 
 class IdColumn(JobColumn):
@@ -380,10 +420,10 @@ class IdColumn(JobColumn):
     cssClass = 'tableId'
     sortOn = 'id'
 
-    def renderCell(self, job):
+    def cellNodes(self, job):
         # A job's __name__ is its id: no walk up to the root per row.
         url = f'{self.table.serviceURL}/{job.id}'
-        return f'<a href="{html.escape(url)}">{job.id}</a>'
+        return [element('a', job.id, {'href': url})]
 
 
 class TaskColumn(JobColumn):
@@ -393,8 +433,8 @@ class TaskColumn(JobColumn):
     cssClass = 'tableTask'
     sortOn = 'task'
 
-    def renderCell(self, job):
-        return html.escape(job.task)
+    def cellNodes(self, job):
+        return [job.task]
 
 
 class StatusColumn(JobColumn):
@@ -404,9 +444,57 @@ class StatusColumn(JobColumn):
     cssClass = 'tableStatus'
     sortOn = 'status'
 
-    def renderCell(self, job):
-        return (f'<span class="{html.escape(statusClass(job.status))}">'
-                f'{html.escape(job.status)}</span>')
+    def cellNodes(self, job):
+        return [element('span', job.status,
+                        {'class': statusClass(job.status)})]
+
+
+class ProgressColumn(JobColumn):
+    """How far a running job got: the percent and the message its task
+    last reported (see jobstate.py)."""
+
+    header = _('Progress')
+    cssClass = 'tableProgress'
+
+    def cellNodes(self, job):
+        report = progressOf(self.table.context, job)
+        if report is None:
+            return []
+        translate = zope.i18n.translate
+        message = report['message']
+        # A report may give a fraction, a message, both or neither.
+        shown = ' '.join(filter(None, (
+            report['percent'], message and summary(message, PROGRESS))))
+        shown = shown or translate(_('reported'), context=self.request)
+        if message:
+            title = _('${message} (reported ${updated})',
+                      mapping={'message': message[:2000],
+                               'updated': report['updated']})
+        else:
+            title = _('reported ${updated}',
+                      mapping={'updated': report['updated']})
+        title = translate(title, context=self.request)
+        return [element('span', shown, {'class': 'progress',
+                                        'title': title})]
+
+
+class QueueColumn(JobColumn):
+    """The job control of a job: its priority (unless the default), its
+    unique key, how many jobs a waiting job waits for, why the limits of
+    its task hold a queued job back (see jobstate.py)."""
+
+    header = _('Queue')
+    cssClass = 'tableQueue'
+
+    def cellNodes(self, job):
+        nodes = []
+        for kind, text, title in queueOf(self.table.context, job,
+                                         self.request):
+            if nodes:
+                nodes.append(', ')
+            nodes.append(element('span', text, {'class': 'queue-' + kind,
+                                                'title': title}))
+        return nodes
 
 
 class AttemptsColumn(JobColumn):
@@ -415,8 +503,8 @@ class AttemptsColumn(JobColumn):
     header = _('Attempts')
     cssClass = 'tableAttempts'
 
-    def renderCell(self, job):
-        return str(job.attempts)
+    def cellNodes(self, job):
+        return [str(job.attempts)]
 
 
 def summary(value, size=SUMMARY):
@@ -453,20 +541,25 @@ class DetailColumn(JobColumn):
     summary of the input in one line.
 
     Applications register such views to show what a job is about.  The
-    view renders markup: it escapes what it shows.
+    view renders markup: it escapes what it shows.  The live refresh
+    shows the text of that markup (see util.py); a view with a
+    ``nodes()`` method (the cron jobs' schedule) gives its nodes instead.
     """
 
     header = _('Input')
     cssClass = 'tableDetail'
 
-    def renderCell(self, job):
+    def cellNodes(self, job):
         from lovely.remotetask.browser.job import JobDetail
         for name in (job.task + '_detail', 'detail'):
             view = zope.component.queryMultiAdapter(
                 (job, self.request), name=name)
             if view is not None and not isinstance(view, JobDetail):
-                return view()
-        return html.escape(summary(job.input), quote=False)
+                nodes = getattr(view, 'nodes', None)
+                if nodes is not None:
+                    return nodes()
+                return [{'markup': view()}]
+        return [summary(job.input)]
 
 
 class ErrorColumn(JobColumn):
@@ -475,19 +568,18 @@ class ErrorColumn(JobColumn):
     header = _('Error')
     cssClass = 'tableError'
 
-    def renderCell(self, job):
+    def cellNodes(self, job):
         if not job.error:
-            return ''
+            return []
         error = str(job.error)
-        return (f'<span title="{html.escape(error[:2000])}">'
-                f'{html.escape(summary(error))}</span>')
+        return [element('span', summary(error), {'title': error[:2000]})]
 
 
 class DateColumn(JobColumn):
     attribute = None
 
-    def renderCell(self, job):
-        return html.escape(formatDate(getattr(job, self.attribute)))
+    def cellNodes(self, job):
+        return [formatDate(getattr(job, self.attribute))]
 
 
 class CreatedColumn(DateColumn):
@@ -537,8 +629,8 @@ class DurationColumn(JobColumn):
     cssClass = 'tableDuration'
     sortOn = 'duration'
 
-    def renderCell(self, job):
-        return html.escape(formatDuration(job))
+    def cellNodes(self, job):
+        return [formatDuration(job)]
 
 
 class WorkerColumn(JobColumn):
@@ -547,8 +639,8 @@ class WorkerColumn(JobColumn):
     header = _('Worker')
     cssClass = 'tableWorker'
 
-    def renderCell(self, job):
-        return html.escape(job.worker or '')
+    def cellNodes(self, job):
+        return [job.worker] if job.worker else []
 
 
 class JobsBatchProvider(batch.BatchProvider):

@@ -1,5 +1,27 @@
 """What the views of the ZMI share: dates, status classes, form values,
-and the same-origin check of the forms that change the queue.
+the nodes of the jobs table's cells, and the same-origin check of the
+forms that change the queue.
+
+Nodes
+=====
+
+A cell of the jobs table is a list of nodes, so that the page (markup,
+``renderNodes``) and its live refresh (``jobs.json``, which jobs.js
+turns into DOM nodes with ``textContent``, never ``innerHTML``) show the
+same.  A node is text, or an element of one of ``TAGS`` with attributes
+and text (``element``), or the markup of an application's detail view
+(``{'markup': ...}``), which the page shows as it is and ``jobs.json``
+as its text (``jsonNodes``):
+
+    >>> nodes = [element('span', 'a <b>', {'class': 'x', 'title': '"'}),
+    ...          ' & co', {'markup': '<em>my</em> view'}]
+    >>> print(renderNodes(nodes))
+    <span class="x" title="&quot;">a &lt;b&gt;</span> &amp; co<em>my</em> view
+    >>> jsonNodes(nodes)[1:]
+    [' & co', 'my view']
+    >>> print(renderNodes([element('input', attrs={'type': 'checkbox',
+    ...                                            'value': 42})]))
+    <input type="checkbox" value="42">
 
 Same origin
 ===========
@@ -44,6 +66,8 @@ anything.  What "from elsewhere" means (``refusal``):
     >>> refusal(('http', 'localhost', 80), 'POST')
 """
 import datetime
+import html
+from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 
@@ -78,6 +102,76 @@ def formText(form, name, default=''):
     """
     value = form.get(name, default)
     return value if isinstance(value, str) else None
+
+
+# -- nodes of a cell (see the module doc) ----------------------------------
+
+#: The elements a cell may have (jobs.js builds these and no others).
+TAGS = ('a', 'span', 'input')
+#: The attributes they may have.
+ATTRIBUTES = ('class', 'title', 'href', 'type', 'name', 'value')
+#: Elements without content (and end tag).
+VOID = ('input',)
+
+
+def element(tag, text='', attrs=None):
+    """An element node: ``tag`` (one of ``TAGS``) with ``text`` and
+    ``attrs`` (of ``ATTRIBUTES``; None values are left out)."""
+    assert tag in TAGS, tag
+    attrs = {name: str(value) for name, value in (attrs or {}).items()
+             if value is not None}
+    assert set(attrs) <= set(ATTRIBUTES), attrs
+    return {'tag': tag, 'attrs': attrs, 'text': str(text)}
+
+
+def renderNodes(nodes):
+    """The markup of nodes: text and attributes escaped."""
+    parts = []
+    for node in nodes:
+        if isinstance(node, str):
+            parts.append(html.escape(node, quote=False))
+        elif 'markup' in node:
+            parts.append(node['markup'])
+        else:
+            tag = node['tag']
+            attrs = ''.join(f' {name}="{html.escape(value)}"'
+                            for name, value in node['attrs'].items())
+            if tag in VOID:
+                parts.append(f'<{tag}{attrs}>')
+            else:
+                text = html.escape(node['text'], quote=False)
+                parts.append(f'<{tag}{attrs}>{text}</{tag}>')
+    return ''.join(parts)
+
+
+class _TextOf(HTMLParser):
+    """The text of markup (what a browser shows of it, roughly)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts = []
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def markupText(markup):
+    """The text of markup in one line.
+
+    >>> markupText('<span class="s">0 * * * *</span> (next &amp; last)')
+    '0 * * * * (next & last)'
+    """
+    parser = _TextOf()
+    parser.feed(markup)
+    parser.close()
+    return ' '.join(''.join(parser.parts).split())
+
+
+def jsonNodes(nodes):
+    """Nodes for ``jobs.json``: markup becomes its text."""
+    return [markupText(node['markup'])
+            if isinstance(node, dict) and 'markup' in node else node
+            for node in nodes]
 
 
 # -- same origin ------------------------------------------------------------

@@ -22,6 +22,7 @@ import math
 
 from zope.security.proxy import removeSecurityProxy
 
+from lovely.remotetask import progress
 from lovely.remotetask.interfaces import ICronJob
 
 
@@ -120,7 +121,8 @@ def jobSummary(job):
 
 def jobDetail(job):
     """Everything about one job: the summary, its input, output,
-    traceback, retry settings, lease, and the schedule of a cron job."""
+    traceback, retry settings, lease, the schedule of a cron job, its job
+    control (``jobControl``), progress and attempts."""
     job = removeSecurityProxy(job)
     data = jobSummary(job)
     data.update(
@@ -132,7 +134,52 @@ def jobDetail(job):
     if data['cron']:
         data['schedule'] = {name: jsonable(getattr(job, name, None))
                             for name in SCHEDULE}
+    data.update(jobControl(job))
+    data['progress'] = progressOf(job)
+    data['history'] = [attempt(entry) for entry in job.history]
     return data
+
+
+def jobControl(job):
+    """What job control does to a job: ``priority``, ``uniqueKey``,
+    ``after`` (the ids it waits or waited for), ``waitingFor`` (those
+    that have not ended), ``runAnyway``, ``dependants`` (the ids of the
+    jobs added to run after it) and ``heldBack`` (why the limits of its
+    task hold the queued job back, or None)."""
+    job = removeSecurityProxy(job)
+    service = job.__parent__
+    return {
+        'priority': job.priority, 'uniqueKey': job.uniqueKey,
+        'after': list(job.after), 'waitingFor': list(job.waitingFor),
+        'runAnyway': bool(job.runAnyway),
+        'dependants': list(job.dependants),
+        'heldBack': None if service is None else service.heldBack(job.id),
+    }
+
+
+def progressOf(job):
+    """The progress the job's task reported in its current (or last)
+    attempt, ``{'fraction', 'message'}``, or None."""
+    job = removeSecurityProxy(job)
+    report = progress.getProgress(job)
+    if report is None:
+        return None
+    return {'fraction': report['fraction'], 'message': report['message']}
+
+
+def attempt(entry):
+    """An attempt of a job's history (``history.Attempt``) as JSON.
+
+    >>> from lovely.remotetask.history import Attempt
+    >>> data = attempt(Attempt(1, None, datetime.datetime(
+    ...     2024, 1, 2, tzinfo=datetime.timezone.utc), 'w1', 'failed', 'E'))
+    >>> list(data)
+    ['number', 'started', 'ended', 'worker', 'outcome', 'error']
+    >>> data['started'], data['ended'], data['outcome'], data['error']
+    (None, '2024-01-02T00:00:00Z', 'failed', 'E')
+    """
+    return {name: jsonable(value)
+            for name, value in entry._asdict().items()}
 
 
 def worker(data):

@@ -11,17 +11,25 @@ import binascii
 import inspect
 import json
 import math
+import reprlib
 
 from lovely.remotetask import bulk
 from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
+from lovely.remotetask.interfaces import DuplicateJob
 from lovely.remotetask.interfaces import ERROR
+from lovely.remotetask.interfaces import InvalidDependency
 from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.interfaces import STARTLATER
 from lovely.remotetask.interfaces import STATUSES
 from lovely.remotetask.jsonapi import data
 from lovely.remotetask.jsonapi.errors import BadRequest
 from lovely.remotetask.jsonapi.errors import Conflict
+from lovely.remotetask.priorities import DEFAULT as DEFAULT_PRIORITY
+from lovely.remotetask.priorities import PRIORITIES
+from lovely.remotetask.timeset import MAXID
+from lovely.remotetask.uniqueness import MAX_KEY_LENGTH
+from lovely.remotetask.uniqueness import ON_DUPLICATE
 
 
 #: Jobs on a page of ``GET jobs``: the Jobs tab's default and maximum.
@@ -245,44 +253,119 @@ def openapi(call):
 
 # -- changing -----------------------------------------------------------------
 
+#: The fields of job control (see jobcontrol.rst) and what each
+#: defaults to.
+JOB_CONTROL = {'priority': DEFAULT_PRIORITY, 'uniqueKey': None,
+               'onDuplicate': 'return', 'after': [], 'runAnyway': False}
 ADD_FIELDS = ('task', 'input', 'startLater', 'maxRetries', 'retryDelay',
-              'delay')
+              'delay') + tuple(JOB_CONTROL)
 
 
-def created(call, jobid):
+def created(call, jobid, status=201):
     location = f'{call.url}/jobs/{jobid}'
     job = data.jobDetail(call.raw._job(jobid))
-    return ok(job, 201, [('Location', location)])
+    return ok(job, status, [('Location', location)])
+
+
+def shown(value):
+    """A value of the body in an error message, abbreviated.
+
+    >>> shown(list(range(100)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    return reprlib.repr(value)
+
+
+def boolean(body, name, default=False):
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f'{name} must be true or false, not '
+                         f'{shown(value)}')
+    return value
+
+
+def jobIds(body, name):
+    """An array of job ids (400 for anything else, as for an id that can
+    be no job's)."""
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(
+            isinstance(jobid, int) and not isinstance(jobid, bool)
+            and 0 < jobid < MAXID for jobid in value):
+        raise BadRequest(f'{name} must be an array of job ids (whole '
+                         f'numbers from 1 to {MAXID - 1}), not '
+                         f'{shown(value)}')
+    return value
+
+
+def jobControl(body):
+    """The fields of job control of a new job, checked (400), and the
+    names of those given other than their defaults."""
+    given = {name: body[name] for name in JOB_CONTROL if name in body}
+    control = dict(JOB_CONTROL, **given)
+    priority = control['priority']
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or priority not in PRIORITIES:
+        raise BadRequest(f'priority must be a whole number from '
+                         f'{PRIORITIES[0]} to {PRIORITIES[-1]}, not '
+                         f'{shown(priority)}')
+    key = control['uniqueKey']
+    if key is not None and (not isinstance(key, str) or not key
+                            or len(key) > MAX_KEY_LENGTH):
+        raise BadRequest(f'uniqueKey must be a non-empty string of at most '
+                         f'{MAX_KEY_LENGTH} characters, not {shown(key)}')
+    if control['onDuplicate'] not in ON_DUPLICATE:
+        raise BadRequest(f'onDuplicate must be one of '
+                         f'{", ".join(ON_DUPLICATE)}, not '
+                         f'{shown(control["onDuplicate"])}')
+    control['after'] = jobIds(body, 'after')
+    control['runAnyway'] = boolean(body, 'runAnyway')
+    changed = [name for name in given if control[name] != JOB_CONTROL[name]]
+    return changed, control
 
 
 def addJob(call):
     """Add a job (``startLater``: it waits for ``start``; ``delay``: it
-    runs once that many seconds from now)."""
+    runs once that many seconds from now; the fields of job control).
+
+    201 with the new job; with a ``uniqueKey`` that a job holds, 200 with
+    that job (``onDuplicate`` 'return', the default) or 409 ('raise').
+    """
     body = call.body
     checkNames(body, ADD_FIELDS, 'fields')
     task = text(body, 'task', required=True)
-    startLater = body.get('startLater', False)
-    if not isinstance(startLater, bool):
-        raise BadRequest(f'startLater must be true or false, not '
-                         f'{startLater!r}')
+    startLater = boolean(body, 'startLater')
     delay = seconds(body, 'delay')
     maxRetries, retryDelay = count(body, 'maxRetries'), seconds(
         body, 'retryDelay')
+    changed, control = jobControl(body)
     if delay is not None:
-        if startLater or maxRetries is not None or retryDelay is not None:
+        if startLater or maxRetries is not None or retryDelay is not None \
+                or changed:
             raise BadRequest('A delayed job takes no startLater, '
-                             'maxRetries or retryDelay')
+                             'maxRetries, retryDelay, or fields of job '
+                             'control (' + ', '.join(JOB_CONTROL) + ')')
         jobid = call.service.addCronJob(task, body.get('input'),
                                         delay=delay)
-    else:
-        try:
-            jobid = call.service.add(
-                task, body.get('input'), startLater,
-                maxRetries=maxRetries, retryDelay=retryDelay)
-        except ValueError as error:
-            if type(error) is not ValueError:
-                raise
-            raise BadRequest(str(error)) from None
+        return created(call, jobid)
+    wanted = control['onDuplicate']
+    try:
+        # 'raise' always: the answer says whether a job was added.
+        jobid = call.service.add(
+            task, body.get('input'), startLater,
+            maxRetries=maxRetries, retryDelay=retryDelay,
+            priority=control['priority'], uniqueKey=control['uniqueKey'],
+            onDuplicate='raise', after=control['after'],
+            runAnyway=control['runAnyway'])
+    except DuplicateJob as duplicate:
+        if wanted == 'raise':
+            raise Conflict(str(duplicate), jobid=duplicate.jobid) from None
+        return created(call, duplicate.jobid, 200)
+    except InvalidDependency as error:
+        raise BadRequest(str(error)) from None
+    except ValueError as error:
+        if type(error) is not ValueError:
+            raise
+        raise BadRequest(str(error)) from None
     return created(call, jobid)
 
 

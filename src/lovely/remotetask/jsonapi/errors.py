@@ -4,7 +4,9 @@ Every error is answered as ``application/problem+json`` (RFC 9457)::
 
     {"status": 404, "title": "Not Found", "detail": "No such job: 7"}
 
-and the transaction of the request is doomed: nothing it did is stored.
+with, where it helps, members of its own (RFC 9457's extension members:
+``jobid``, the job that holds a unique key).  The transaction of the
+request is doomed: nothing it did is stored.
 """
 import http
 
@@ -22,27 +24,28 @@ PROBLEM = 'application/problem+json'
 class APIError(Exception):
     """An answer of the API that is an error (see the module)."""
 
-    def __init__(self, status, detail, headers=()):
+    def __init__(self, status, detail, headers=(), **members):
         super().__init__(status, detail)
         self.status = status
         self.detail = detail
         self.headers = tuple(headers)
+        self.members = members
 
     @property
     def title(self):
         return http.HTTPStatus(self.status).phrase
 
     def data(self):
-        return {'status': self.status, 'title': self.title,
-                'detail': self.detail}
+        return dict(self.members, status=self.status, title=self.title,
+                    detail=self.detail)
 
 
 def BadRequest(detail):
     return APIError(400, detail)
 
 
-def Conflict(detail):
-    return APIError(409, detail)
+def Conflict(detail, **members):
+    return APIError(409, detail, **members)
 
 
 #: The service's exceptions and the status each one is answered with.

@@ -24,7 +24,8 @@ ERRORS = {'400': 'bad input: parameters, JSON body, unknown task, bad '
                  'schedule',
           '401': 'not logged in', '403': 'lacking the permission',
           '404': 'no such job or path', '405': 'method not allowed',
-          '409': 'the job is in the wrong status',
+          '409': 'the job is in the wrong status; or (onDuplicate '
+                 '"raise") another job holds the unique key',
           '413': 'the input or the body is too large',
           '415': 'a POST without Content-Type application/json'}
 
@@ -63,7 +64,10 @@ OPERATIONS = {
     ('/jobs', 'get'): ('A page of jobs', LIST_PARAMETERS,
                        _json(_ref('JobPage'))),
     ('/jobs', 'post'): ('Add a job', _ref('NewJob'),
-                        _json(_ref('Job'), 'Created')),
+                        _json(_ref('Job'), 'Created'),
+                        {'200': _json(_ref('Job'), 'Not added: the job '
+                                      'that holds the uniqueKey '
+                                      '(onDuplicate "return")')}),
     ('/jobs/{jobid}', 'get'): ('One job', [JOBID], _json(_ref('Job'))),
     ('/jobs/{jobid}/cancel', 'post'): (
         'Cancel a job (queued, delayed, cronjob, start later)', [JOBID],
@@ -94,7 +98,11 @@ SCHEMAS = {
     'Problem': {'type': 'object', 'required': ['status', 'title', 'detail'],
                 'properties': {'status': {'type': 'integer'},
                                'title': {'type': 'string'},
-                               'detail': {'type': 'string'}}},
+                               'detail': {'type': 'string'},
+                               'jobid': {'type': 'integer',
+                                         'description': 'the job that '
+                                                        'holds the unique '
+                                                        'key (409)'}}},
     'Job': {'type': 'object', 'properties': {
         'id': {'type': 'integer'}, 'task': {'type': 'string'},
         'status': {'enum': list(STATUSES)},
@@ -107,7 +115,37 @@ SCHEMAS = {
         'error': {'type': ['string', 'null']},
         'input': {}, 'output': {},
         'traceback': {'type': ['string', 'null']},
-        'cron': {'type': 'boolean'}, 'schedule': {'type': 'object'}}},
+        'maxRetries': {'type': ['integer', 'null']},
+        'retryDelay': {'type': ['number', 'null']},
+        'leaseExpires': {'type': ['string', 'null'], 'format': 'date-time'},
+        'cron': {'type': 'boolean'}, 'schedule': {'type': 'object'},
+        'priority': {'type': 'integer', 'minimum': 0, 'maximum': 9},
+        'uniqueKey': {'type': ['string', 'null']},
+        'after': {'type': 'array', 'items': {'type': 'integer'},
+                  'description': 'the jobs it waits or waited for'},
+        'waitingFor': {'type': 'array', 'items': {'type': 'integer'},
+                       'description': 'those of after that have not '
+                                      'ended'},
+        'runAnyway': {'type': 'boolean'},
+        'dependants': {'type': 'array', 'items': {'type': 'integer'},
+                       'description': 'the jobs added to run after it'},
+        'heldBack': {'type': ['string', 'null'],
+                     'description': 'why the limits of its task hold the '
+                                    'queued job back'},
+        'progress': {'oneOf': [{'type': 'null'}, _ref('Progress')]},
+        'history': {'type': 'array', 'items': _ref('Attempt'),
+                    'description': 'the last attempts, oldest first'}}},
+    'Progress': {'type': 'object', 'properties': {
+        'fraction': {'type': ['number', 'null'], 'minimum': 0,
+                     'maximum': 1},
+        'message': {'type': ['string', 'null']}}},
+    'Attempt': {'type': 'object', 'properties': {
+        'number': {'type': 'integer'},
+        'started': {'type': ['string', 'null'], 'format': 'date-time'},
+        'ended': {'type': 'string', 'format': 'date-time'},
+        'worker': {'type': ['string', 'null']},
+        'outcome': {'enum': ['completed', 'failed', 'cancelled']},
+        'error': {'type': ['string', 'null']}}},
     'JobPage': {'type': 'object', 'properties': {
         'total': {'type': 'integer'}, 'start': {'type': 'integer'},
         'size': {'type': 'integer'},
@@ -127,7 +165,23 @@ SCHEMAS = {
                    'retryDelay': {'type': 'number', 'minimum': 0},
                    'delay': {'type': 'number', 'minimum': 0,
                              'description': 'run once, this many seconds '
-                                            'from now'}}},
+                                            'from now'},
+                   'priority': {'type': 'integer', 'minimum': 0,
+                                'maximum': 9, 'default': 5},
+                   'uniqueKey': {'type': 'string', 'minLength': 1,
+                                 'maxLength': 200,
+                                 'description': 'no second job while one '
+                                                'with the key has not '
+                                                'ended'},
+                   'onDuplicate': {'enum': ['return', 'raise'],
+                                   'default': 'return'},
+                   'after': {'type': 'array', 'items': {
+                       'type': 'integer', 'minimum': 1,
+                       'maximum': 2 ** 31 - 1},
+                       'description': 'wait until these jobs completed'},
+                   'runAnyway': {'type': 'boolean', 'default': False,
+                                 'description': 'run when the jobs of '
+                                                'after ended, however'}}},
     'NewCronJob': {'type': 'object', 'required': ['task'],
                    'additionalProperties': False, 'properties': dict(
                        {'task': {'type': 'string'}, 'input': {}},
@@ -144,9 +198,10 @@ SCHEMAS = {
 }
 
 
-def _operation(summary, parameters, success, method):
+def _operation(summary, parameters, success, method, more=None):
     operation = {'summary': summary, 'responses': {
         '201' if success['description'] == 'Created' else '200': success,
+        **(more or {}),
         **{code: dict(PROBLEM, description=text)
            for code, text in ERRORS.items()}}}
     if isinstance(parameters, dict):
@@ -163,10 +218,9 @@ def _operation(summary, parameters, success, method):
 def description(url):
     """The OpenAPI document of the API at ``url``."""
     paths = {}
-    for (path, method), (summary, parameters, success) in \
-            OPERATIONS.items():
+    for (path, method), operation in OPERATIONS.items():
         paths.setdefault(path or '/', {})[method] = _operation(
-            summary, parameters, success, method)
+            *operation[:3], method, *operation[3:])
     return {
         'openapi': '3.1.0',
         'info': {'title': 'lovely.remotetask JSON API', 'version': '1',

@@ -15,6 +15,7 @@ from zope.traversing.browser.absoluteurl import AbsoluteURL
 from zope.traversing.browser.absoluteurl import SiteAbsoluteURL
 from zope.traversing.browser.interfaces import IAbsoluteURL
 
+from lovely.remotetask.browser import jobstate
 from lovely.remotetask.browser.table import JobSequence
 from lovely.remotetask.browser.table import JobsBatchProvider
 from lovely.remotetask.browser.table import JobsTable
@@ -22,12 +23,16 @@ from lovely.remotetask.browser.table import JobsTable
 
 class Job:
 
+    priority = 5
+    uniqueKey = None
+    waitingFor = ()
+
     def __init__(self, service, jobid):
         self.__parent__ = service
         self.__name__ = str(jobid)
         self.id = jobid
         self.task = 'echo'
-        self.status = 'queued'
+        self.status = service.statuses[jobid % len(service.statuses)]
         self.created = datetime.datetime(2024, 1, 1,
                                          tzinfo=datetime.timezone.utc)
         self.started = self.completed = None
@@ -42,9 +47,12 @@ class Service:
     __parent__ = None
     __name__ = ''
 
-    def __init__(self, count=1000000):
+    def __init__(self, count=1000000, statuses=('queued',)):
         self.count = count
+        self.statuses = statuses
         self.calls = []
+        #: The lookups of single jobs: (method, job id).
+        self.lookups = []
 
     def countJobs(self, status=None, task=None, createdAfter=None,
                   createdBefore=None):
@@ -69,6 +77,14 @@ class Service:
 
     def cursor(self, job, status=None, task=None, sort=None):
         return job.id
+
+    def heldBack(self, jobid):
+        self.lookups.append(('heldBack', jobid))
+        return None
+
+    def getProgress(self, jobid):
+        self.lookups.append(('getProgress', jobid))
+        return None
 
 
 class JobSequenceTests(unittest.TestCase):
@@ -225,6 +241,144 @@ class JobsTableTests(unittest.TestCase):
         self.assertEqual(self.service.calls, [])
 
 
+class JobStateTests(unittest.TestCase):
+    """The Progress and Queue columns (jobstate.py)."""
+
+    def setUp(self):
+        zope.component.testing.setUp()
+        zope.component.provideAdapter(
+            AbsoluteURL, (Interface, IDefaultBrowserLayer), IAbsoluteURL)
+        zope.component.provideAdapter(
+            SiteAbsoluteURL, (IRoot, IDefaultBrowserLayer), IAbsoluteURL)
+        zope.component.provideAdapter(
+            JobsBatchProvider, (Interface, IDefaultBrowserLayer, JobsTable),
+            name='jobs-batch')
+
+    def tearDown(self):
+        zope.component.testing.tearDown()
+
+    def test_a_page_looks_up_its_own_jobs_only(self):
+        # A million jobs of every status that has a lookup, and others.
+        service = Service(statuses=('queued', 'processing', 'waiting',
+                                    'completed'))
+        table = JobsTable(service, TestRequest(form={
+            'jobs-batchStart': '500000', 'jobs-batchSize': '20',
+            'jobs-sortOrder': 'ascending'}))
+        table.update()
+        page = [row[0][0] for row in table.rows]
+        table.render()
+        table.rowData()
+        self.assertEqual(service.calls, [(None, None, 500000, 20, False)])
+        expected = (
+            [('heldBack', job.id) for job in page if job.status == 'queued']
+            + [('getProgress', job.id) for job in page
+               if job.status == 'processing'])
+        # Each once for the page's markup, once for its data: nothing else.
+        self.assertEqual(sorted(service.lookups), sorted(expected * 2))
+        self.assertEqual(len(expected), 10)
+
+    def job(self, **attributes):
+        job = Job(Service(), 1)
+        job.__dict__.update(attributes)
+        return job
+
+    def test_the_default_priority_and_no_key_say_nothing(self):
+        service = Service()
+        self.assertEqual(jobstate.queueOf(service, self.job()), [])
+        self.assertEqual(service.lookups, [('heldBack', 1)])
+        self.assertEqual(
+            jobstate.queueOf(service, self.job(priority=0, status='error')),
+            [('priority', 'priority 0', None)])
+
+    def test_a_long_key_is_cut_its_title_is_whole(self):
+        key = 'k' * 200
+        [(kind, text, title)] = jobstate.queueOf(
+            Service(), self.job(uniqueKey=key, status='completed'))
+        self.assertEqual((kind, title), ('key', key))
+        self.assertEqual(len(text), len('key ') + jobstate.KEY)
+        self.assertTrue(text.endswith('k\u2026'))
+
+    def test_the_title_of_a_waiting_job_names_20_ids(self):
+        [(kind, text, title)] = jobstate.queueOf(
+            Service(), self.job(status='waiting', waitingFor=tuple(
+                range(1, 26))))
+        self.assertEqual(text, 'waits for 25 jobs')
+        self.assertEqual(title, 'jobs ' + ', '.join(map(str, range(1, 21)))
+                         + ', \u2026')
+        [(kind, text, title)] = jobstate.queueOf(
+            Service(), self.job(status='waiting', waitingFor=(7,)))
+        self.assertEqual((text, title), ('waits for 1 job', 'jobs 7'))
+
+    def test_held_back_and_its_whole_reason(self):
+        service = Service()
+        why = ('Held back by the limits of its task: 1 jobs of the task '
+               'started in the last 60 s (at most 1).')
+        service.heldBack = lambda jobid: why
+        self.assertEqual(jobstate.queueOf(service, self.job()), [(
+            'held', 'held back: 1 jobs of the task started in the last '
+            '60 s (at most 1)', why)])
+
+    def progress(self, report, status='processing'):
+        service = Service()
+        service.getProgress = lambda jobid: report
+        return jobstate.progressOf(service, self.job(status=status))
+
+    def test_progress_of_running_jobs_only(self):
+        updated = datetime.datetime(2024, 1, 2, 3, 4, 5,
+                                    tzinfo=datetime.timezone.utc)
+        report = {'fraction': 0.125, 'message': None, 'updated': updated}
+        self.assertEqual(self.progress(report), {
+            'percent': '12 %', 'message': None,
+            'updated': '2024-01-02 03:04:05 UTC'})
+        self.assertIsNone(self.progress(report, status='completed'))
+        self.assertIsNone(self.progress(None))
+        report = {'fraction': None, 'message': 'a', 'updated': updated}
+        self.assertEqual(self.progress(report)['percent'], None)
+
+
+class ProgressCellTests(unittest.TestCase):
+    """The cell of the Progress column."""
+
+    setUp = JobStateTests.setUp
+    tearDown = JobStateTests.tearDown
+
+    def cells(self, report):
+        service = Service(count=1, statuses=('processing',))
+        service.getProgress = lambda jobid: report
+        table = JobsTable(service, TestRequest(), selectable=False)
+        table.update()
+        [row] = table.rowData()
+        [cell] = [cell for cell in row['cells']
+                  if cell['class'] == 'tableProgress']
+        return cell['nodes']
+
+    def report(self, fraction, message):
+        return {'fraction': fraction, 'message': message,
+                'updated': datetime.datetime(2024, 1, 2, 3, 4, 5,
+                                             tzinfo=datetime.timezone.utc)}
+
+    def test_percent_and_message(self):
+        [node] = self.cells(self.report(0.4, 'page 4\nof 10'))
+        self.assertEqual(node['text'], '40 % page 4 of 10')
+        self.assertEqual(node['attrs'], {
+            'class': 'progress',
+            'title': 'page 4\nof 10 (reported 2024-01-02 03:04:05 UTC)'})
+
+    def test_a_long_message_is_cut_its_title_is_not(self):
+        [node] = self.cells(self.report(None, 'x' * 1000))
+        self.assertEqual(len(node['text']), 60)
+        self.assertTrue(node['attrs']['title'].startswith('x' * 1000))
+
+    def test_a_report_without_fraction_or_message(self):
+        [node] = self.cells(self.report(None, None))
+        self.assertEqual(node['text'], 'reported')
+        self.assertEqual(node['attrs']['title'],
+                         'reported 2024-01-02 03:04:05 UTC')
+
+    def test_no_report_no_cell(self):
+        self.assertEqual(self.cells(None), [])
+
+
 def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),
@@ -236,4 +390,5 @@ def test_suite():
         doctest.DocTestSuite('lovely.remotetask.browser.cron'),
         doctest.DocTestSuite('lovely.remotetask.browser.search'),
         doctest.DocTestSuite('lovely.remotetask.browser.table'),
+        doctest.DocTestSuite('lovely.remotetask.browser.jobstate'),
     ])

@@ -229,10 +229,93 @@ class HeadTests(unittest.TestCase):
             self.assertEqual(head.body, b'', path)
 
 
+class JobControlTests(unittest.TestCase):
+    """The fields of job control of ``POST jobs`` (README.rst has the
+    story)."""
+
+    def check(self, **body):
+        return endpoints.jobControl(body)
+
+    def refused(self, **body):
+        with self.assertRaises(APIError) as caught:
+            self.check(**body)
+        self.assertEqual(caught.exception.status, 400, body)
+        return caught.exception.detail
+
+    def test_defaults(self):
+        changed, control = self.check()
+        self.assertEqual(changed, [])
+        self.assertEqual(control, {
+            'priority': 5, 'uniqueKey': None, 'onDuplicate': 'return',
+            'after': [], 'runAnyway': False})
+
+    def test_defaults_given_change_nothing(self):
+        # A delayed job takes them: they are what it gets anyway.
+        changed, control = self.check(priority=5, uniqueKey=None, after=[],
+                                      runAnyway=False, onDuplicate='return')
+        self.assertEqual(changed, [])
+        changed, control = self.check(priority=0, after=[3],
+                                      runAnyway=True)
+        self.assertEqual(sorted(changed), ['after', 'priority', 'runAnyway'])
+
+    def test_job_ids_are_ints_below_2_31(self):
+        self.assertEqual(self.check(after=[1, 2 ** 31 - 1])[1]['after'],
+                         [1, 2 ** 31 - 1])
+        for after in ([2 ** 31], [True], [1.0], ['1'], None, {'1': 1}):
+            self.assertIn('after must be an array of job ids',
+                          self.refused(after=after))
+
+    def test_long_values_are_abbreviated_in_the_message(self):
+        detail = self.refused(after=[0] * 100000)
+        self.assertLess(len(detail), 200)
+        detail = self.refused(uniqueKey='k' * 201)
+        self.assertLess(len(detail), 200)
+        self.assertIn('at most 200 characters', detail)
+
+    def test_priorities(self):
+        for priority in (0, 9):
+            self.assertEqual(self.check(priority=priority)[1]['priority'],
+                             priority)
+        for priority in (-1, 10, 5.0, '5', None, False):
+            self.assertIn('priority must be a whole number from 0 to 9',
+                          self.refused(priority=priority))
+
+    def test_unique_keys_and_duplicates(self):
+        self.assertEqual(self.check(uniqueKey='k' * 200)[1]['uniqueKey'],
+                         'k' * 200)
+        for key in ('', 42, ['k']):
+            self.refused(uniqueKey=key)
+        for onDuplicate in ('ignore', None, True):
+            self.refused(onDuplicate=onDuplicate)
+
+    def test_problems_may_name_a_job(self):
+        from lovely.remotetask.jsonapi.errors import Conflict
+        self.assertEqual(Conflict('held', jobid=7).data(), {
+            'jobid': 7, 'status': 409, 'title': 'Conflict',
+            'detail': 'held'})
+
+
+class DescriptionTests(unittest.TestCase):
+
+    def test_every_field_of_a_job_is_described(self):
+        from lovely.remotetask.job import Job
+        described = openapi.SCHEMAS['Job']['properties']
+        self.assertEqual(set(data.jobDetail(Job(1, 'echo'))) - {'schedule'},
+                         set(described) - {'schedule'})
+
+    def test_adding_answers_201_or_200(self):
+        responses = openapi.description('http://x')['paths']['/jobs'][
+            'post']['responses']
+        self.assertIn('201', responses)
+        self.assertIn('200', responses)
+        self.assertIn('jobid', openapi.SCHEMAS['Problem']['properties'])
+
+
 def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),
         doctest.DocTestSuite('lovely.remotetask.jsonapi.data'),
+        doctest.DocTestSuite('lovely.remotetask.jsonapi.endpoints'),
         doctest.DocTestSuite('lovely.remotetask.app.apipath'),
         doctest.DocTestSuite('lovely.remotetask.app.progress'),
     ])

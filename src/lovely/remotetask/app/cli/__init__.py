@@ -52,6 +52,13 @@ def seconds(text):
     return value
 
 
+def priority(text):
+    if not (text.isascii() and text.isdigit()) or int(text) > 9:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a priority (0 to 9)')
+    return int(text)
+
+
 def positive(text):
     value = int(text)
     if value < 1:
@@ -136,6 +143,21 @@ def addCommands(commands):
                       help='run once, this many seconds from now')
     when.add_argument('--start-later', action='store_true',
                       help='wait for `remotetask start` (or the ZMI)')
+    control = adding.add_argument_group(
+        'job control', 'see jobcontrol.rst; not with --delay')
+    control.add_argument('--priority', metavar='N', type=priority,
+                         help='0 (lowest) to 9 (highest); default 5: due '
+                              'jobs of a higher priority run first')
+    control.add_argument('--unique-key', metavar='KEY',
+                         help='add no job while a job with this key has '
+                              'not ended: print its id instead')
+    control.add_argument('--after', metavar='ID', type=jobid,
+                         action='append', default=[],
+                         help='wait until the job ID completed '
+                              '(repeatable)')
+    control.add_argument('--run-anyway', action='store_true',
+                         help='with --after: run when those jobs ended, '
+                              'however they ended')
 
     for name, func, help in (
             ('cancel', jobs.cancel, 'cancel jobs (queued, delayed, cron, '

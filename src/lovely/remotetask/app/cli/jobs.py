@@ -18,6 +18,7 @@ from lovely.remotetask.app.cli.session import CommandError
 from lovely.remotetask.app.progress import Progress
 from lovely.remotetask.history import RETRYABLE
 from lovely.remotetask.interfaces import CANCELLABLE
+from lovely.remotetask.interfaces import DuplicateJob
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import NotRetryable
 from lovely.remotetask.interfaces import REMOVABLE
@@ -69,16 +70,69 @@ def jobOf(service, jobid):
         raise CommandError(str(error)) from None
 
 
+def ids(jobids, shown=20):
+    """Job ids in a line: the first ``shown`` of them.
+
+    >>> ids([3, 4]), ids(list(range(1, 31)), 3)
+    ('3, 4', '1, 2, 3 and 27 more')
+    """
+    text = ', '.join(str(jobid) for jobid in jobids[:shown])
+    more = len(jobids) - shown
+    return text + (f' and {more} more' if more > 0 else '')
+
+
+def control(job):
+    """The lines of ``jobs show`` about job control and progress, as
+    ``(name, text)``, of the data of ``jobDetail``.
+
+    >>> control({'priority': 7, 'uniqueKey': 'k', 'after': [3, 4],
+    ...          'runAnyway': True, 'waitingFor': [4], 'dependants': [],
+    ...          'heldBack': None,
+    ...          'progress': {'fraction': 0.25, 'message': 'a\\nb'}})
+    [('priority', '7'), ('uniqueKey', 'k'), ('after', '3, 4 (runs anyway)'),
+     ('waitingFor', '4'), ('progress', '25 % a b')]
+    >>> control({'priority': 5, 'uniqueKey': None, 'after': [],
+    ...          'runAnyway': False, 'waitingFor': [], 'dependants': [9],
+    ...          'heldBack': 'Held back.',
+    ...          'progress': {'fraction': None, 'message': None}})
+    [('priority', '5'), ('dependants', '9'), ('heldBack', 'Held back.'),
+     ('progress', 'reported, without fraction or message')]
+    """
+    lines = [('priority', str(job['priority']))]
+    if job['uniqueKey'] is not None:
+        lines.append(('uniqueKey', job['uniqueKey']))
+    if job['after']:
+        anyway = ' (runs anyway)' if job['runAnyway'] else ''
+        lines.append(('after', ids(job['after']) + anyway))
+    for name in ('waitingFor', 'dependants'):
+        if job[name]:
+            lines.append((name, ids(job[name])))
+    if job['heldBack'] is not None:
+        lines.append(('heldBack', job['heldBack']))
+    report = job['progress']
+    if report is not None:
+        fraction, message = report['fraction'], report['message']
+        text = ' '.join(filter(None, (
+            None if fraction is None else f'{fraction * 100:.0f} %',
+            None if message is None else ' '.join(message.split()))))
+        lines.append(('progress',
+                      text or 'reported, without fraction or message'))
+    return lines
+
+
 def show(session, args, out):
     job = data.jobDetail(jobOf(session.service(args.service), args.jobid))
     if args.json:
         printJSON(job, out)
         return 0
-    for name in ('id', 'task', 'status', 'addedBy', 'created', 'started',
-                 'completed', 'attempts', 'worker', 'maxRetries',
-                 'retryDelay', 'leaseExpires', 'schedule', 'error'):
-        if name in job and job[name] is not None:
-            print(f'{name + ":":<13} {printable(job[name])}', file=out)
+    lines = [(name, job[name]) for name in (
+        'id', 'task', 'status', 'addedBy', 'created', 'started',
+        'completed', 'attempts', 'worker', 'maxRetries', 'retryDelay',
+        'leaseExpires', 'schedule') if name in job]
+    lines += control(job) + [('error', job['error'])]
+    for name, value in lines:
+        if value is not None:
+            print(f'{name + ":":<13} {printable(value)}', file=out)
     for name in ('input', 'output'):
         text = json.dumps(job[name], indent=2, sort_keys=True)
         print(f'{name + ":":<13} ' + text.replace('\n', '\n' + ' ' * 14),
@@ -95,17 +149,49 @@ def parseInput(text, where='--input'):
         raise CommandError(f'{where}: not JSON: {error}') from None
 
 
+#: The options of job control: (option, argument name).
+CONTROL = (('--priority', 'priority'), ('--unique-key', 'unique_key'),
+           ('--after', 'after'), ('--run-anyway', 'run_anyway'))
+
+
+def controlOptions(args):
+    """The keyword arguments of ``service.add`` for the options of job
+    control; ``CommandError`` for options that do not go together."""
+    given = [option for option, name in CONTROL if getattr(args, name)
+             not in (None, [], False)]
+    if given and args.delay is not None:
+        raise CommandError('--delay takes no ' + ', '.join(given)
+                           + ' (a delayed job is a cron job of one run)')
+    if args.run_anyway and not args.after:
+        raise CommandError('--run-anyway needs --after')
+    if args.unique_key is not None and args.inputs is not None:
+        raise CommandError('--unique-key adds one job: not with --inputs')
+    options = {'uniqueKey': args.unique_key, 'after': args.after,
+               'runAnyway': args.run_anyway}
+    if args.priority is not None:
+        options['priority'] = args.priority
+    return options
+
+
 def add(session, args, out):
     service = session.service(args.service)
+    options = controlOptions(args)
     if args.inputs is not None:
-        return addMany(session, service, args, out)
+        return addMany(session, service, args, out, options)
     input = None if args.input is None else parseInput(args.input)
     try:
         if args.delay is not None:
             jobid = service.addCronJob(args.task, input, delay=args.delay)
         else:
-            jobid = service.add(args.task, input, args.start_later)
-    except SERVICE_ERRORS as error:
+            jobid = service.add(args.task, input, args.start_later,
+                                onDuplicate='raise', **options)
+    except DuplicateJob as duplicate:
+        # Nothing was added: the id of the job that holds the key.
+        print(duplicate.jobid, file=out)
+        print(f'remotetask: {duplicate}: no job was added',
+              file=sys.stderr)
+        return 0
+    except (ValueError,) + SERVICE_ERRORS as error:
         raise CommandError(str(error)) from None
     session.commit()
     print(jobid, file=out)
@@ -123,19 +209,20 @@ def readInputs(path):
             stream.close()
 
 
-def addMany(session, service, args, out):
-    """One job for each line of ``--inputs``, committed in batches."""
+def addMany(session, service, args, out, options):
+    """One job for each line of ``--inputs``, committed in batches (with
+    the same options of job control)."""
     inputs = readInputs(args.inputs)
     progress = Progress(len(inputs), 'Adding')
     added = 0
     try:
         for start in range(0, len(inputs), BATCH_SIZE):
             for input in inputs[start:start + BATCH_SIZE]:
-                service.add(args.task, input, args.start_later)
+                service.add(args.task, input, args.start_later, **options)
             session.commit()
             added = min(start + BATCH_SIZE, len(inputs))
             progress(added)
-    except SERVICE_ERRORS as error:
+    except (ValueError,) + SERVICE_ERRORS as error:
         raise CommandError(f'{error} (the first {added} jobs were added)'
                            ) from None
     finally:

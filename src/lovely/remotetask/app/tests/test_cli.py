@@ -275,6 +275,8 @@ def test_suite():
     return unittest.TestSuite([
         doctest.DocFileSuite('../cli/README.rst', setUp=setUp,
                              tearDown=tearDown, optionflags=FLAGS),
+        doctest.DocTestSuite('lovely.remotetask.app.cli.jobs',
+                             optionflags=FLAGS),
         unittest.defaultTestLoader.loadTestsFromTestCase(SettingTests),
         unittest.defaultTestLoader.loadTestsFromTestCase(
             ServiceLookupTests),

@@ -151,21 +151,48 @@ class JobsTabInABrowserTests(unittest.TestCase):
                 'table.jobs tbody .tableId')), sorted(ids))
         self.shot(page, '02-completed-by-live-refresh')
 
+        # Job data the live refresh brings is text, never markup: the
+        # rows are built with DOM calls (jobs.js), not innerHTML.
+        # The Queue column comes with it (XML-RPC add: task, input,
+        # startLater, uniqueKey, after, priority).
+        evil = '<img src=x onerror="window.owned=1">'
+        ids.append(self.proxy.add('echo', {'html': evil}, False, '<b>k',
+                                  [], 7))
+        self.waitForJS(page, '''() => document.querySelectorAll(
+            'table.jobs tbody .status-completed').length === 4''')
+        self.assertTrue(page.evaluate('window.notReloaded === true'))
+        self.assertIn(evil, page.inner_text(
+            'table.jobs tbody tr:first-child .tableDetail'))
+        self.assertEqual(page.inner_text(
+            'table.jobs tbody tr:first-child .tableQueue'),
+            'priority 7, key <b>k')
+        self.assertIsNone(page.query_selector('table.jobs tbody img'))
+        self.assertIsNone(page.query_selector('table.jobs tbody b'))
+        self.assertFalse(page.evaluate('window.owned === 1'))
+        # The rows the script built link and select as the server's do.
+        self.assertEqual(page.get_attribute(
+            'table.jobs tbody tr:first-child .tableId a', 'href'),
+            f'{self.url}/tasks/{ids[-1]}')
+        self.assertEqual(page.get_attribute(
+            'table.jobs tbody tr:first-child input[type="checkbox"]',
+            'value'), str(ids[-1]))
+        self.shot(page, '02a-job-data-as-text')
+
         # While jobs are selected, the counts refresh, the rows stay.
         page.check('table.jobs tbody tr:first-child input[type="checkbox"]')
         ids.append(self.proxy.add('echo', {'n': 3}))
         self.waitForJS(page, '''() => document.querySelector(
             '.statusCounts .count[data-status="completed"]')
-            .textContent === "4"''')
+            .textContent === "5"''')
         self.assertEqual(len(page.query_selector_all('table.jobs tbody tr')),
-                         3)
+                         4)
         self.assertTrue(page.is_checked(
             'table.jobs tbody tr:first-child input[type="checkbox"]'))
         self.assertTrue(page.is_visible('.live-paused'))
         self.shot(page, '02b-selection-kept')
         page.uncheck('table.jobs tbody tr:first-child input[type="checkbox"]')
         self.waitForJS(page, '''() => document.querySelectorAll(
-            'table.jobs tbody tr').length === 4''')
+            'table.jobs tbody tr').length === 5''')
 
         # The switch: off, and the browser remembers it.
         page.uncheck('#live-refresh')
@@ -190,7 +217,7 @@ class JobsTabInABrowserTests(unittest.TestCase):
         self.shot(page, '05-retried')
         page.goto(jobs)
         self.waitForJS(page, '''() => document.querySelectorAll(
-            'table.jobs tbody .status-completed').length === 5''')
+            'table.jobs tbody .status-completed').length === 6''')
         self.assertEqual(self.proxy.getStatus(failing), 'completed')
         self.shot(page, '06-retry-completed')
 
@@ -203,11 +230,11 @@ class JobsTabInABrowserTests(unittest.TestCase):
         # Remove all asks first, then removes.
         page.goto(jobs)
         page.click('input[name="CLEAN_ALL"]')
-        self.assertIn('Remove all: 5 finished jobs',
+        self.assertIn('Remove all: 6 finished jobs',
                       page.inner_text('.confirmation'))
         self.shot(page, '08-confirm-remove-all')
         page.click('input.confirm[name="CLEAN_ALL"]')
-        page.wait_for_selector('text=Cleaned 5 Jobs')
+        page.wait_for_selector('text=Cleaned 6 Jobs')
         self.assertEqual(
             page.inner_text('.statusCounts .count[data-status=""]'), '0')
         self.shot(page, '09-removed')
