@@ -14,49 +14,57 @@ Where it is kept
 
 ``job.after`` (tuple of ids)
     What the job waits or waited for; written once, by the add.
-``job.waitingFor`` (tuple of ids)
-    Those of ``after`` that have not ended yet.
-``_followers`` (LLTreeSet of links), an attribute of the service
+``job.waitingFor``
+    Those of ``after`` that have not ended, read from them (not stored).
+``_followers`` (a time set of links), an attribute of the service
     One key per (parent, waiting job): ``parent << 31 | child`` (ids are
     below 2**31), so a parent's links are one range of keys.  The add of
     a waiting job inserts its links; they are removed once the parent
-    ended and its waiting jobs were settled (``forget``).
+    ended and what waits for it was decided (``followUp``, ``forget``).
 ``job.dependants``
-    The jobs added to wait for this one: those settled (kept on the job
-    by ``forget``) and those still linked.
+    The jobs added to wait for this one while it had not ended: those
+    whose links were removed (kept on the job) and those still linked.
 
 Concurrency
 ===========
 
 The add of a dependant writes neither its parent nor anything the
-parent's run writes: it inserts keys into ``_followers``, whose buckets
-merge concurrent inserts and removals of different keys.  So adds never
-make a running parent's commit conflict (and its task run again), however
-many are added while it runs.  The add reads its parents current
+parent's run writes: it inserts keys into ``_followers``, a time set
+(timeset.py), whose sentinels and big buckets let concurrent inserts and
+removals of different links merge.  So adds never make a running
+parent's commit conflict (and its task run again), however many are
+added while it runs.  The add reads its parents current
 (``Connection.readCurrent``): if one of them changes before the add
 commits, the add conflicts instead, and its retry sees the parent as it
 is now (ended, say: then the rule applies at once).
 
-The transaction that ends a parent (its run's commit, a failure, a
-cancel) settles the waiting jobs it sees: those added before it began,
-which is every job of a chain built before it ran.  They are queued (or
-cancelled) in that same transaction.  The end of a parent writes each of
-its waiting jobs (``waitingFor``), so the ends of two parents of one job
-conflict, and the retry sees the other parent ended: a job is neither
-left waiting for parents that all ended nor queued twice.
+A waiting job is written once, by the transaction that decides it: the
+one in which, as it sees the jobs, all it waits for have ended (queued),
+or one of them failed (cancelled).  The transaction that ends a parent
+decides the jobs linked to it that it sees; a job still waiting for
+another parent is not written.  So the ends of two parents of one job
+do not conflict either: if each sees the other still running, neither
+decides, and the follow-up of either (below), which sees both ended,
+queues the job.  Two transactions that both decide a job write it and
+conflict (jobs resolve no conflicts), and the retry sees it decided: a
+job is never queued twice.
 
 A dependant added while its parent's ending transaction was open, and
-committed before it, is not seen by it; its link is.  After that
-transaction commits, the processors of the process that ended the
-parent settle such late links (``followUp``, in their next claim
-transaction: no transaction of its own) and remove the parent's links.
+committed before it, is not seen by it; its link is.  After the end
+commits, the processors of the process that ended the parent follow up
+(``followUp``, in their next claim transaction: no transaction of its
+own): they decide what the end did not and remove the parent's links.
 No link can come after: an add that read the parent before its end
 conflicts (above), one that began after sees it ended.  Ends elsewhere
 (an operator's cancel in a web process, a process that died between the
-end and its next claim) are left to the ``sweep`` that every processor
-runs every ``chainInterval`` seconds: it settles the links of ended (or
-removed) parents, a bounded batch at a time, so no link is lost.
-``clean`` settles the links of the jobs it removes.
+end and its next claim, a follow-up whose claim failed three times) are
+left to the ``sweep`` that every processor runs every ``chainInterval``
+seconds: it decides and removes the links of ended (or removed) parents,
+``SWEEP_BATCH`` links per pass, going round all links; with many
+chains waiting, a round takes (links / batch) seconds.  ``clean``
+decides and removes the links of the jobs it removes: a removed job
+counts as completed (one that failed decided what waited for it when it
+ended or was removed).
 
 A retry of a job that failed (``service.retry``) does not bring back the
 jobs cancelled with it: add them again.  A retry of a job that was
@@ -69,13 +77,14 @@ A task can also add its follow-up jobs itself, inside its run
 that completes the task, so they exist if and only if the run commits.
 """
 import collections
-
-from BTrees.LLBTree import LLTreeSet
+import itertools
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ENDED
+from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import WAITING
 from lovely.remotetask.job import CronJob
 from lovely.remotetask.jobtable import checkJobId
@@ -83,22 +92,35 @@ from lovely.remotetask.timeset import MAXID
 
 #: The most jobs one job may wait for.
 MAX_AFTER = 1000
-#: Links of parents ``sweep`` looks at per transaction.
-SWEEP_BATCH = 100
+#: Links ``sweep`` looks at per transaction.
+SWEEP_BATCH = 200
 #: Ids of ended jobs a process remembers for ``followUp`` (per service).
 RECENT = 10000
-_RECENT = {}   # (id(db), service oid) -> deque of job ids
+#: How often ``followUp`` looks again at a job that looked not ended
+#: (a snapshot older than its end) before leaving it to the sweep.
+FOLLOW_UP_TRIES = 3
+_RECENT = {}   # (id(db), service oid) -> deque of (job id, decided, tries)
 _SHIFT = 31
 _MASK = MAXID - 1
+_FIRST, _LAST = 1 << _SHIFT, (MAXID << _SHIFT) - 1   # the links' range
 
 
 def newFollowers():
-    """The empty set of links (a service's ``_followers``)."""
-    return LLTreeSet()
+    """The empty set of links (a service's ``_followers``): a time set
+    (timeset.py), whose "second" is the parent's id, for its sentinels
+    and big buckets."""
+    return timeset.newTimeSet()
 
 
 def _link(parentid, childid):
     return parentid << _SHIFT | childid
+
+
+def hasLinks(service):
+    """Does any job wait for another?"""
+    for key in service._followers.keys(_FIRST, _LAST):
+        return True
+    return False
 
 
 def linked(service, parentid):
@@ -112,12 +134,31 @@ def dependants(job):
     """The ids of the jobs added to wait for ``job``: the settled ones,
     then those still linked (see the module doc)."""
     service = job.__parent__
-    # ``dependants`` in the record: a job stored before generation 7.
-    ids = tuple(job._dependants) or tuple(vars(job).get('dependants', ()))
+    ids = _settled(job)
     if service is not None and getattr(service, '_followers', None):
         ids += tuple(jobid for jobid in linked(service, job.id)
                      if jobid not in ids)
     return ids
+
+
+def _settled(job):
+    # ``dependants`` in the record: a job stored before generation 7.
+    return tuple(job._dependants) or tuple(vars(job).get('dependants', ()))
+
+
+def waitingFor(job):
+    """The ids of the jobs a waiting job waits for: those of ``after``
+    that have not ended (read from them: nothing stores it)."""
+    service = job.__parent__
+    if job.status != WAITING or service is None:
+        return ()
+    return tuple(jobid for jobid in job.after
+                 if _status(service, jobid) not in ENDED + (None,))
+
+
+def _status(service, jobid):
+    job = service.jobs.get(jobid)
+    return None if job is None else job.status
 
 
 def parents(service, after):
@@ -162,16 +203,15 @@ def verdict(jobs, runAnyway):
 
 
 def attach(service, job, jobs):
-    """Make the new ``job`` (just inserted) wait for those of ``jobs``
+    """Link the new ``job`` (just inserted, waiting) to those of ``jobs``
     that have not ended."""
     job.after = tuple(parent.id for parent in jobs)
-    waiting = [parent for parent in jobs if parent.status not in ENDED]
-    job.waitingFor = tuple(parent.id for parent in waiting)
     if job.status != WAITING:
         return
-    for parent in waiting:
-        _readCurrent(parent)
-        service._followers.add(_link(parent.id, job.id))
+    for parent in jobs:
+        if parent.status not in ENDED:
+            _readCurrent(parent)
+            service._followers.add(_link(parent.id, job.id))
 
 
 def retried(service, job):
@@ -180,21 +220,20 @@ def retried(service, job):
     None (it may run).  ``NotRetryable`` (and nothing changed) while one
     of them failed or was cancelled and the job does not run anyway;
     removed ones count as done."""
-    present = [service.jobs[jobid] for jobid in job.after
-               if jobid in service.jobs]
-    if not job.runAnyway:
-        for parent in present:
-            if parent.status in ENDED and parent.status != COMPLETED:
-                raise interfaces.NotRetryable(
-                    job.id, job.status,
-                    f'job {parent.id}, which it waits for, is '
-                    f'{parent.status}: retry that one first')
-    waiting = [parent for parent in present if parent.status not in ENDED]
-    job.waitingFor = tuple(parent.id for parent in waiting)
-    for parent in waiting:
-        _readCurrent(parent)
-        service._followers.add(_link(parent.id, job.id))
-    return WAITING if waiting else None
+    status, culprit = _verdict(service, job)
+    if status == CANCELLED:
+        raise interfaces.NotRetryable(
+            job.id, job.status,
+            f'job {culprit.id}, which it waits for, is {culprit.status}: '
+            f'retry that one first')
+    if status == QUEUED:
+        return None
+    for jobid in job.after:
+        if _status(service, jobid) not in ENDED + (None,):
+            service.jobs[jobid]._p_activate()
+            _readCurrent(service.jobs[jobid])
+            service._followers.add(_link(jobid, job.id))
+    return WAITING
 
 
 def _readCurrent(obj):
@@ -203,63 +242,86 @@ def _readCurrent(obj):
         jar.readCurrent(obj)
 
 
+def _verdict(service, job):
+    """What the jobs ``job`` waits for say, as this transaction sees
+    them: ``(CANCELLED, the one that failed)`` (unless it runs anyway),
+    ``(WAITING, None)`` while one has not ended, else ``(QUEUED, None)``.
+    A removed job counts as completed: one that failed cancelled what
+    waited for it when it ended, or when it was removed (``forget``)."""
+    waiting = False
+    for jobid in job.after:
+        parent = service.jobs.get(jobid)
+        if parent is None:
+            continue
+        if parent.status not in ENDED:
+            waiting = True
+        elif parent.status != COMPLETED and not job.runAnyway:
+            return CANCELLED, parent
+    return (WAITING, None) if waiting else (QUEUED, None)
+
+
+def _decide(service, child):
+    """Queue or cancel a waiting ``child`` if what it waits for allows;
+    its new status (``WAITING``: unchanged, nothing written)."""
+    status, culprit = _verdict(service, child)
+    if status == CANCELLED:
+        service._setStatus(child, CANCELLED)
+        child.error = _reason(culprit)
+    elif status == QUEUED:
+        service._queue(child)
+    return status
+
+
+def _waiting(service, parentid, childids=None):
+    """The waiting jobs linked to ``parentid`` (of ``childids``)."""
+    for childid in linked(service, parentid) if childids is None \
+            else childids:
+        child = service.jobs.get(childid)
+        if child is not None and child.status == WAITING:
+            yield child
+
+
 def settle(service, job):
-    """``job`` ended: queue the jobs waiting for nothing else, cancel
-    those it failed (and, in turn, the jobs waiting for those).  Returns
-    the jobs that ended (``job`` first, then those cancelled) and how
-    many jobs it settled (queued or cancelled)."""
-    ended, done, settled = [job], [], 0
+    """``job`` ended: queue the jobs linked to it that wait for nothing
+    else, cancel those it failed, and, in turn, the jobs waiting for
+    those.  A job still waiting for another is not written: the end of
+    that one decides.  Returns ``(job id, ids decided)`` of ``job`` and of
+    each job it cancelled."""
+    ended, done = [job], []
     while ended:
         parent = ended.pop()
-        done.append(parent)
-        for child in _waiting(service, parent.id):
-            child.waitingFor = tuple(
-                jobid for jobid in child.waitingFor if jobid != parent.id)
-            if parent.status != COMPLETED and not child.runAnyway:
-                service._setStatus(child, CANCELLED)
-                child.error = _reason(parent)
+        decided = []
+        for child in list(_waiting(service, parent.id)):
+            status = _decide(service, child)
+            if status != WAITING:
+                decided.append(child.id)
+            if status == CANCELLED:
                 ended.append(child)
-                settled += 1
-            elif not child.waitingFor:
-                service._queue(child)
-                settled += 1
-    return done, settled
-
-
-def _waiting(service, parentid):
-    """The jobs linked to ``parentid`` that still wait for it."""
-    for childid in linked(service, parentid):
-        child = service.jobs.get(childid)
-        if child is not None and child.status == WAITING \
-                and parentid in child.waitingFor:
-            yield child
+        done.append((parent.id, tuple(decided)))
+    return done
 
 
 def ended(service, job):
     """``job`` ended in the current transaction: settle the jobs waiting
     for it; once committed, the processors of this process follow up on
     its links (see the module doc)."""
-    if service._followers:
-        jobids = [each.id for each in settle(service, job)[0]]
+    if hasLinks(service):
+        done = settle(service, job)
     else:
-        jobids = [job.id]   # a link may come, and not be seen here
+        done = [(job.id, ())]   # a link may come, and not be seen here
     jar = service._p_jar
     if jar is None or service._p_oid is None:
         return
-    txn = service._transactionManager().get()
-    try:
-        pending = txn.data(_recent)
-    except KeyError:
-        pending = []
-        txn.set_data(_recent, pending)
-        txn.addAfterCommitHook(_committed,
-                               (_recent(jar.db(), service._p_oid), pending))
-    pending.extend(jobids)
+    # A hook per end: a savepoint rolled back drops the hooks added
+    # after it, with the ends they belong to.
+    service._transactionManager().get().addAfterCommitHook(
+        _committed, (_recent(jar.db(), service._p_oid), done))
 
 
 def _recent(db, oid):
-    """The ids of the jobs of a service that ended lately in this process
-    (bounded: the oldest drop off, left to the sweep)."""
+    """The jobs of a service that ended lately in this process, as
+    ``(job id, ids decided, tries)`` (bounded: the oldest drop off, left
+    to the sweep)."""
     key = (id(db), oid)
     recent = _RECENT.get(key)
     if recent is None:
@@ -267,115 +329,97 @@ def _recent(db, oid):
     return recent
 
 
-def _committed(committed, recent, jobids):
+def _committed(committed, recent, done):
     if committed:
-        recent.extend(jobids)
+        recent.extend((jobid, decided, 0) for jobid, decided in done)
 
 
-def takeRecent(service):
-    """The ids of the jobs of ``service`` that ended lately in this
-    process, taken (for ``followUp``)."""
-    jar = service._p_jar
-    if jar is None:
-        return []
-    recent = _RECENT.get((id(jar.db()), service._p_oid))
-    jobids = []
+def takeRecent(db, oid):
+    """The jobs of the service ``oid`` that ended lately in this process,
+    taken (for ``followUp``; ``putBack`` what it leaves)."""
+    recent = _RECENT.get((id(db), oid))
+    entries = []
     while recent:
         try:
-            jobids.append(recent.popleft())
+            entries.append(recent.popleft())
         except IndexError:
             break
-    return jobids
+    return entries
 
 
-def followUp(service, jobids):
-    """After the commit that ended the jobs ``jobids``: settle the jobs
-    linked to them that the ending transaction did not see, keep their
-    ids on the parent, remove the links.  Returns how many jobs it
-    settled."""
-    count = 0
-    if not service._followers:
-        return count
-    for jobid in jobids:
-        if not linked(service, jobid):
+def putBack(db, oid, entries):
+    """Entries ``followUp`` could not finish, for the next one; those
+    tried ``FOLLOW_UP_TRIES`` times are left to the sweep."""
+    _recent(db, oid).extend(
+        entry for entry in entries if entry[2] < FOLLOW_UP_TRIES)
+
+
+def followUp(service, entries):
+    """After the commits that ended the jobs of ``entries`` (see
+    ``takeRecent``): decide the jobs linked to them that their ending
+    transactions did not, remove their links.  Returns how many jobs it
+    settled and the entries to look at again (a job that does not look
+    ended yet: this transaction's snapshot is older than its end)."""
+    settled, again = 0, []
+    if not hasLinks(service):
+        return settled, again
+    for jobid, decided, tries in entries:
+        children = linked(service, jobid)
+        if not children:
             continue
         job = service.jobs.get(jobid)
         if job is not None and job.status not in ENDED:
-            continue   # ended, then retried since: it is a parent again
-        count += forget(service, jobid, job)
-    return count
+            again.append((jobid, decided, tries + 1))
+            continue
+        settled += forget(service, jobid, job,
+                          [c for c in children if c not in decided],
+                          children)
+    return settled, again
 
 
-def forget(service, jobid, job):
-    """The job ``jobid`` (``job``, or None if removed) ended: settle what
-    is linked to it, remove its links.  Returns how many jobs it settled
-    (queued or cancelled)."""
-    children = linked(service, jobid)
-    if not children:
-        return 0
-    if job is None:
-        done, settled = [], _orphans(service, jobid)
-    else:
-        done, settled = settle(service, job)
-        job._dependants = tuple(job._dependants) + tuple(
-            childid for childid in children
-            if childid not in job._dependants)
-    low = jobid << _SHIFT
-    for childid in children:
-        service._followers.remove(low | childid)
-    for each in done[1:]:
-        settled += forget(service, each.id, each)
-    return settled
-
-
-def _orphans(service, parentid):
-    """Settle the jobs waiting for a job that was removed before it
-    settled them (a database written by other code): how it ended is
-    not known, so they are cancelled, unless they run anyway."""
+def forget(service, jobid, job, undecided=None, children=None):
+    """The job ``jobid`` (``job``, or None if removed) ended: decide the
+    jobs linked to it (those of ``undecided``; None: all), remove its
+    links (those to ``children``; None: all), and so for the jobs it
+    cancels.  Returns how many jobs it settled (queued or cancelled)."""
     settled = 0
-    for child in list(_waiting(service, parentid)):
-        child.waitingFor = tuple(
-            jobid for jobid in child.waitingFor if jobid != parentid)
-        if not child.runAnyway:
-            service._setStatus(child, CANCELLED)
-            child.error = (f'Cancelled: job {parentid}, which it waited '
-                           f'for, was removed before it was settled')
-            service._ended(child)
-            settled += 1
-        elif not child.waitingFor:
-            service._queue(child)
-            settled += 1
+    stack = [(jobid, job, undecided, children)]
+    while stack:
+        jobid, job, undecided, children = stack.pop()
+        if children is None:
+            children = linked(service, jobid)
+        for child in list(_waiting(service, jobid, undecided
+                                   if undecided is not None
+                                   else children)):
+            status = _decide(service, child)
+            if status != WAITING:
+                settled += 1
+            if status == CANCELLED:
+                stack.append((child.id, child, None, None))
+        if job is not None and children:
+            known = _settled(job)
+            job._dependants = known + tuple(
+                childid for childid in children if childid not in known)
+        for childid in children:
+            service._followers.remove(_link(jobid, childid))
     return settled
 
 
 def sweep(service, start=0, batch=SWEEP_BATCH):
-    """Forget the links of up to ``batch`` parents that ended (or were
-    removed), looking at parents from id ``start`` on.  Returns where the
-    next sweep starts (0: from the beginning again) and how many jobs it
-    settled."""
-    count = seen = 0
-    for parentid in _parentIds(service, start):
-        if seen >= batch:
-            return parentid, count
-        seen += 1
+    """Decide the jobs linked to jobs that ended (or were removed) and
+    remove those links: up to ``batch`` links, from the link ``start``
+    on.  Returns where the next sweep starts (0: from the beginning
+    again) and how many jobs it settled."""
+    keys = list(itertools.islice(
+        service._followers.keys(max(start, _FIRST), _LAST), batch + 1))
+    after = keys.pop() if len(keys) > batch else 0
+    settled = 0
+    for parentid, group in itertools.groupby(keys, lambda k: k >> _SHIFT):
+        children = [key & _MASK for key in group]
         job = service.jobs.get(parentid)
         if job is None or job.status in ENDED:
-            count += forget(service, parentid, job)
-    return 0, count
-
-
-def _parentIds(service, start):
-    """The ids of the linked parents from ``start`` on, ascending."""
-    followers = service._followers
-    low = start << _SHIFT
-    while True:
-        try:
-            key = followers.minKey(low)
-        except ValueError:
-            return
-        parentid = key >> _SHIFT
-        yield parentid
-        low = (parentid + 1) << _SHIFT
+            settled += forget(service, parentid, job, children, children)
+    return after, settled
 
 
 def _reason(parent):

@@ -76,11 +76,12 @@ def retry(service, job, now=None):
     """Queue a failed or cancelled job again (see the module doc)."""
     if job.status not in RETRYABLE:
         raise interfaces.NotRetryable(job.id, job.status)
+    # DuplicateJob if another job took its unique key meanwhile, before
+    # anything changes.
+    uniqueness.checkRetake(service, job)
     # A job of a chain waits again for the jobs it needs that have not
     # ended; refused while one of them failed (dependencies.py).
     status = dependencies.retried(service, job) if job.after else None
-    # Its unique key back, or DuplicateJob if another job took it meanwhile
-    # (then nothing changes).
     uniqueness.retake(service, job)
     # A late import: the job module imports nothing of the service.
     from lovely.remotetask.job import CronJob
@@ -145,8 +146,10 @@ def retryAll(service, status=ERROR, task=None, limit=None, before=None):
         for jobid in list(itertools.islice(ids, left)):
             try:
                 retry(service, service.jobs[jobid])
-            except interfaces.DuplicateJob as error:
-                # Another job holds its unique key now: this one stays.
+            except (interfaces.DuplicateJob, interfaces.NotRetryable) \
+                    as error:
+                # Another job holds its unique key now, or a job it waits
+                # for failed: this one stays.
                 log.warning('Job %s not retried: %s', jobid, error)
                 continue
             count += 1

@@ -619,13 +619,14 @@ class ITaskServiceProcessing(Interface):
     def compact():
         """Put small index sets spread over several buckets into one."""
 
-    def followUpChains():
+    def followUpChains(entries):
         """Settle what waits for the jobs this process ended lately and
-        their ending transactions did not see; return how many."""
+        their ending transactions did not decide; return how many and
+        the entries to look at again."""
 
     def sweepChains(start=0):
         """Settle the links of chains whose parents ended, a batch from
-        parent id ``start`` on; return ``(next start, jobs settled)``."""
+        the link ``start`` on; return ``(next start, jobs settled)``."""
 
     def nextScheduled():
         """When the next scheduled job is due, or None."""

@@ -59,7 +59,6 @@ class Job(persistent.Persistent):
     uniqueKey = None
     # What the job waits for and who waits for it (see dependencies.py).
     after = ()
-    waitingFor = ()
     runAnyway = False
     # The jobs added to wait for this one, once settled (see
     # dependencies.py); ``dependants`` adds those still linked.
@@ -109,6 +108,12 @@ class Job(persistent.Persistent):
         # A late import: dependencies.py imports this module.
         from lovely.remotetask import dependencies
         return dependencies.dependants(self)
+
+    @property
+    def waitingFor(self):
+        """The ids of the jobs this waiting job still waits for."""
+        from lovely.remotetask import dependencies
+        return dependencies.waitingFor(self)
 
     @property
     def leaseExpires(self):

@@ -53,10 +53,11 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     end; see uniqueness.py for how concurrent adds of one key end with
     one job.
 
-``_followers`` (LLTreeSet of (parent, child) links)
+``_followers`` (time set of (parent, child) links)
     Which job waits for which: inserted by adds with ``after``, removed
-    after the parent ended; concurrent changes of different links merge.
-    See dependencies.py.
+    after the parent ended; concurrent changes of different links merge
+    (a time set's sentinels keep its buckets from emptying).  See
+    dependencies.py.
 
 ``_created``, ``_started``, ``_duration`` (time sets)
     The sorts of ``listJobs(sort=...)``: see sorting.py.
@@ -67,7 +68,6 @@ import random
 
 from BTrees.IIBTree import IITreeSet
 from BTrees.IOBTree import IOBTree
-from BTrees.LLBTree import LLTreeSet
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
@@ -133,7 +133,7 @@ class JobTable:
         self._byTask = OOBTree()
         self._taskCounts = OOBTree()
         self._uniqueKeys = uniqueness.newKeyMap()
-        self._followers = LLTreeSet()   # see dependencies.py
+        self._followers = timeset.newTimeSet()   # see dependencies.py
         self._priorityQueues = priorities.newQueues()
         tasklimits.initGates(self)
         sorting.initIndexes(self)
@@ -209,7 +209,7 @@ class JobTable:
             index.remove(key)
             job = self.jobs[jobid]
             sorting.removed(self, job)
-            if self._followers:
+            if dependencies.hasLinks(self):
                 dependencies.forget(self, jobid, job)
             uniqueness.forget(self, job)
             del self.jobs[jobid]
@@ -358,7 +358,8 @@ class JobTable:
         """See ITaskServiceProcessing."""
         sets = list(self._index.items()) + [('schedule', self._schedule)] \
             + [(f'priority {priority}', keys)
-               for priority, keys in self._priorityQueues.items()]
+               for priority, keys in self._priorityQueues.items()] \
+            + [('links', self._followers)]
         return [name for name, keys in sets
                 if timeset.compact(keys, self._p_jar)]
 

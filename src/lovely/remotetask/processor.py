@@ -47,6 +47,7 @@ import transaction
 from transaction.interfaces import TransientError
 from zope.interface import implementer
 
+from lovely.remotetask import dependencies
 from lovely.remotetask import interfaces
 from lovely.remotetask import pgnotify
 from lovely.remotetask import storagefaults
@@ -163,13 +164,16 @@ class BaseProcessor(JobRunner):
         self._nowAndThen('chains', self.chainInterval, self._sweepChains, 0,
                          now)
         limit = self.maxGroup if limit is None else limit
+        # Late links of the jobs this process ended (dependencies.py).
+        recent = dependencies.takeRecent(self.db, self.oid)
+        again = []
 
         def claim(service, now):
+            nonlocal again
+            again = service.followUpChains(recent)[1] if recent else []
             self._leaseTime = service.leaseTime
             if self._watching is None:
                 self._watching = service.wakeOids()
-            # Late links of the jobs this process ended (dependencies.py).
-            service.followUpChains()
             if service.isPaused():
                 self._nextDue = None
                 return []
@@ -179,12 +183,20 @@ class BaseProcessor(JobRunner):
             if not jobs:
                 self._nextDue = service.nextScheduled()
             return [job.id for job in jobs]
+        committed = False
         try:
             jobids = self._transact(claim, self.claimRetries, now)
+            committed = True
         except TransientError:
             log.info('%s: claims keep conflicting; trying again later',
                      self.workerId)
             return []
+        finally:
+            if not committed:
+                again = [(jobid, decided, tries + 1)
+                         for jobid, decided, tries in recent]
+            if again:
+                dependencies.putBack(self.db, self.oid, again)
         if self._watching and not self._stopping.is_set():
             # Commits of other processes wake this processor from now on;
             # one committed since this claim began is looked for once.
@@ -204,10 +216,16 @@ class BaseProcessor(JobRunner):
             self._lastDone['retain'] = 0.0   # more to do: soon again
 
     def _sweepChains(self, service, now):
-        self._chainStart, settled = service.sweepChains(self._chainStart)
-        if settled:
-            log.info('%s: settled %d jobs of chains whose parents ended',
-                     self.workerId, settled)
+        start, settled = service.sweepChains(self._chainStart)
+
+        def committed(ok):
+            # The next sweep goes on from here only if this one counted.
+            if ok:
+                self._chainStart = start
+                if settled:
+                    log.info('%s: settled %d jobs of chains whose parents '
+                             'ended', self.workerId, settled)
+        service._transactionManager().get().addAfterCommitHook(committed)
 
     def _nowAndThen(self, name, interval, func, retries, now=None):
         """``_transact(func)``, at most every ``interval`` seconds.

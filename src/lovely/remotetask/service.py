@@ -219,16 +219,17 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         it."""
         dependencies.ended(self, job)
 
-    def followUpChains(self):
-        """Settle the links of the jobs this process ended lately that
-        their ending transactions did not see (see dependencies.py);
-        return how many jobs it settled."""
-        return dependencies.followUp(self, dependencies.takeRecent(self))
+    def followUpChains(self, entries):
+        """Settle the links of jobs this process ended (``entries`` of
+        ``dependencies.takeRecent``) that their ending transactions did
+        not; return how many jobs it settled and the entries to look at
+        again (see dependencies.py)."""
+        return dependencies.followUp(self, entries)
 
     def sweepChains(self, start=0):
-        """Settle the links of parents that ended, a batch of them from
-        parent id ``start`` on; return where the next sweep starts and
-        how many jobs it settled (see dependencies.py)."""
+        """Settle the links of jobs that ended, a batch of them from the
+        link ``start`` on; return where the next sweep starts and how
+        many jobs it settled (see dependencies.py)."""
         return dependencies.sweep(self, start)
 
     def retry(self, jobid):

@@ -13,7 +13,10 @@ the service
     a free key is an entry whose job ended (or was removed), so the run
     of a job with a key never conflicts with adds of other keys (a
     delete that emptied a bucket would).  ``clean`` deletes the entries
-    of the jobs it removes, so the tree does not grow forever.
+    of the jobs it removes, so the tree does not grow forever.  The
+    tree always holds the key ``''`` (``SENTINEL``), which no job can
+    have, so that its first bucket never empties: two adds of different
+    keys into an empty tree would conflict.
 
     Concurrency: an add with a key reads the tree and, if the key is free,
     writes it (inserts it, or takes over the entry of an ended job).  Two
@@ -45,9 +48,16 @@ MAX_KEY_LENGTH = 200
 ON_DUPLICATE = ('return', 'raise')
 
 
+#: A key no job can have, always in the map: its first bucket never
+#: empties (an emptied bucket merges with no concurrent change).
+SENTINEL = ''
+
+
 def newKeyMap():
     """The empty map of unique keys (a service's ``_uniqueKeys``)."""
-    return OOBTree()
+    keys = OOBTree()
+    keys[SENTINEL] = 0
+    return keys
 
 
 def checkKey(key):
@@ -109,6 +119,17 @@ def forget(service, job):
         del service._uniqueKeys[key]
 
 
+def checkRetake(service, job):
+    """``DuplicateJob`` if another job holds the key of ``job`` (ended,
+    about to be retried); nothing is written."""
+    key = job.uniqueKey
+    if key is None:
+        return
+    jobid = holder(service, key)
+    if jobid is not None and jobid != job.id:
+        raise interfaces.DuplicateJob(key, jobid)
+
+
 def retake(service, job):
     """Before an ended job is queued again (a retry): take its key back.
 
@@ -116,12 +137,10 @@ def retake(service, job):
     nothing; the caller should leave the job as it is.  A job without a
     key needs nothing.
     """
+    checkRetake(service, job)
     key = job.uniqueKey
     if key is None:
         return
-    jobid = holder(service, key)
-    if jobid is not None and jobid != job.id:
-        raise interfaces.DuplicateJob(key, jobid)
     value = service._uniqueKeys.get(key)
     service._uniqueKeys[key] = -value if value is not None \
         and abs(value) == job.id else job.id

@@ -29,6 +29,12 @@ from lovely.remotetask.interfaces import WAITING
 from lovely.remotetask.tests.test_concurrency import ServiceTestCase
 
 
+def keys(service):
+    """The entries of the map of unique keys, without its sentinel."""
+    return {key: value for key, value in service._uniqueKeys.items()
+            if key != uniqueness.SENTINEL}
+
+
 class BucketConflictTests(unittest.TestCase):
     """What uniqueness.py relies on: BTrees' bucket conflict resolution
     merges inserts of different keys and refuses two inserts of one key,
@@ -94,7 +100,7 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
         self.assertEqual(
             [j.id for j in service.jobs.values() if j.uniqueKey == 'inv-42'],
             [ja])
-        self.assertEqual(dict(service._uniqueKeys), {'inv-42': ja})
+        self.assertEqual(keys(service), {'inv-42': ja})
         self.assertConsistent(service)
 
     def test_two_connections_adding_other_keys_both_commit(self):
@@ -104,7 +110,7 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
         self.service(b).add('record', uniqueKey='b')
         self.commit(a)
         self.commit(b)
-        self.assertEqual(sorted(self.fresh()._uniqueKeys), ['a', 'b'])
+        self.assertEqual(sorted(keys(self.fresh())), ['a', 'b'])
 
     def test_the_key_is_freed_by_completion_error_and_cancel(self):
         def fail(service, jobid, input):
@@ -169,17 +175,17 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
     def test_clean_deletes_the_entries_of_removed_jobs(self):
         jobid = self.transact(lambda s: s.add('record', uniqueKey='k'))
         self.transact(lambda s: s.processNext(jobid=jobid))
-        self.assertEqual(len(self.fresh()._uniqueKeys), 1)
+        self.assertEqual(keys(self.fresh()), {'k': jobid})
         self.transact(lambda s: s.clean())
-        self.assertEqual(len(self.fresh()._uniqueKeys), 0)
+        self.assertEqual(keys(self.fresh()), {})
 
     def test_retake_of_a_job_without_a_key_does_nothing(self):
         jobid = self.transact(lambda s: s.add('record'))
 
         def retake(service):
             uniqueness.retake(service, service.jobs[jobid])
-            return len(service._uniqueKeys)
-        self.assertEqual(self.transact(retake), 0)
+            return keys(service)
+        self.assertEqual(self.transact(retake), {})
 
     def test_bad_keys(self):
         conn = self.open()
@@ -191,6 +197,19 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
 
 
 class ChainConcurrencyTests(ServiceTestCase):
+
+    def followUp(self):
+        """What a processor's next claim does first: follow up on the
+        jobs this process ended; how many jobs it settled."""
+        def follow(service):
+            entries = dependencies.takeRecent(self.db, service._p_oid)
+            return service.followUpChains(entries)[0]
+        return self.transact(follow)
+
+    def forgetRecent(self):
+        """As if the process that ended the jobs had died."""
+        self.transact(
+            lambda s: dependencies.takeRecent(self.db, s._p_oid) and None)
 
     def test_an_add_racing_the_end_of_its_parent_is_settled(self):
         for addFirst in (True, False):
@@ -207,8 +226,7 @@ class ChainConcurrencyTests(ServiceTestCase):
                     self.commit(a)
                     self.commit(b)
                     self.assertEqual(self.fresh().getStatus(child), WAITING)
-                    self.assertEqual(
-                        self.transact(lambda s: s.followUpChains()), 1)
+                    self.assertEqual(self.followUp(), 1)
                 else:
                     # The add read the parent before it ended: the add
                     # conflicts, and its retry sees the parent completed.
@@ -224,7 +242,7 @@ class ChainConcurrencyTests(ServiceTestCase):
                 self.assertEqual(service.jobs[parent].dependants,
                                  (child,) if addFirst else ())
                 self.assertEqual(dependencies.linked(service, parent), [])
-                self.transact(dependencies.takeRecent)
+                self.forgetRecent()
                 self.assertConsistent(service)
 
     def test_adds_while_the_parent_runs_never_make_it_run_again(self):
@@ -241,7 +259,7 @@ class ChainConcurrencyTests(ServiceTestCase):
                     for n in range(50)]
         self.commit(b)
         self.assertEqual(runs, [parent])
-        self.assertEqual(self.transact(lambda s: s.followUpChains()), 50)
+        self.assertEqual(self.followUp(), 50)
         service = self.fresh()
         self.assertEqual({service.getStatus(c) for c in children}, {QUEUED})
         self.assertEqual(set(service.jobs[parent].dependants), set(children))
@@ -259,7 +277,7 @@ class ChainConcurrencyTests(ServiceTestCase):
         self.commit(a)
         self.commit(b)
         # No processor of this process follows up (it died, say).
-        self.transact(dependencies.takeRecent)
+        self.forgetRecent()
         self.assertEqual(self.fresh().getStatus(child), WAITING)
         start, settled = self.transact(lambda s: s.sweepChains())
         self.assertEqual((start, settled), (0, 2))
@@ -285,13 +303,13 @@ class ChainConcurrencyTests(ServiceTestCase):
         start, settled = self.transact(
             lambda s: dependencies.sweep(s, 0, batch=2))
         self.assertEqual(settled, 2)
-        self.assertEqual(start, sorted(p for p, c in links)[2])
+        self.assertEqual(start, dependencies._link(*sorted(links)[2]))
         while start:
             start, settled = self.transact(
                 lambda s: dependencies.sweep(s, start, batch=2))
         service = self.fresh()
         self.assertEqual({service.getStatus(c) for p, c in links}, {QUEUED})
-        self.assertEqual(len(service._followers), 0)
+        self.assertFalse(dependencies.hasLinks(service))
 
     def test_clean_settles_the_links_of_the_jobs_it_removes(self):
         parent, = self.addJobs(1, 5000)
@@ -300,12 +318,12 @@ class ChainConcurrencyTests(ServiceTestCase):
         self.service(b).processNext(jobid=parent, now=self.now)
         self.commit(a)
         self.commit(b)
-        self.transact(dependencies.takeRecent)
+        self.forgetRecent()
         self.transact(lambda s: s.clean())
         service = self.fresh()
         self.assertNotIn(parent, service.jobs)
         self.assertEqual(service.getStatus(child), QUEUED)
-        self.assertEqual(len(service._followers), 0)
+        self.assertFalse(dependencies.hasLinks(service))
         self.assertConsistent(service)
 
     def test_two_parents_ending_at_once_queue_their_child_once(self):
@@ -314,18 +332,71 @@ class ChainConcurrencyTests(ServiceTestCase):
         a, b = self.open(), self.open()
         self.service(a).processNext(jobid=p1, now=self.now)
         self.service(b).processNext(jobid=p2, now=self.now)
-        # Each sees the other parent still queued: the child waits on.
+        # Each sees the other parent still queued: neither writes the
+        # child, and both commit.
         self.assertEqual(self.service(a).getStatus(child), WAITING)
         self.assertEqual(self.service(b).getStatus(child), WAITING)
         self.commit(a)
-        with self.assertRaises(ConflictError):
-            self.commit(b)
-        self.begin(b).processNext(jobid=p2, now=self.now)
         self.commit(b)
+        self.assertEqual(self.fresh().getStatus(child), WAITING)
+        # The follow-up sees both ended.
+        self.assertEqual(self.followUp(), 1)
         service = self.fresh()
         self.assertEqual(service.getStatus(child), QUEUED)
         self.assertEqual(service.jobs[child].waitingFor, ())
         self.assertConsistent(service)
+
+    def test_an_add_does_not_make_the_other_parents_run_conflict(self):
+        # c waits for p and q; it is added while p runs (a late link of
+        # p), before q's run begins.  q's end queues c; p's follow-up,
+        # committed while q runs, sees q running and writes nothing.
+        p, q = self.addJobs(2, 2500)
+        b = self.open()
+        self.service(b).processNext(jobid=p, now=self.now)
+        child = self.transact(lambda s: s.add('record', after=[p, q]))
+        self.commit(b)
+        d = self.open()
+        self.service(d).processNext(jobid=q, now=self.now)
+        self.assertEqual(self.service(d).getStatus(child), QUEUED)
+        self.assertEqual(self.followUp(), 0)
+        self.commit(d)
+        service = self.fresh()
+        self.assertEqual(service.getStatus(child), QUEUED)
+        self.assertEqual(dependencies.linked(service, p), [])
+        self.assertConsistent(service)
+
+    def test_retry_all_skips_a_job_whose_parent_failed(self):
+        def fail(service, jobid, input):
+            raise interfaces.TaskError('no')
+        self.provideTask('fail', fail)
+        parent = self.transact(lambda s: s.add('fail', maxRetries=0))
+        child = self.transact(lambda s: s.add('record', after=[parent]))
+        other = self.transact(lambda s: s.add('record'))
+        self.transact(lambda s: s.cancel(other))
+        self.transact(lambda s: s.processNext(jobid=parent))
+        self.assertEqual(self.fresh().getStatus(child), CANCELLED)
+        self.assertEqual(self.transact(lambda s: s.retryAll(CANCELLED)), 1)
+        service = self.fresh()
+        self.assertEqual(service.getStatus(other), QUEUED)
+        self.assertEqual(service.getStatus(child), CANCELLED)
+        self.assertEqual(self.transact(lambda s: s.retryAll()), 1)
+        self.assertEqual(self.transact(lambda s: s.retryAll(CANCELLED)), 1)
+        self.assertEqual(self.fresh().getStatus(child), WAITING)
+        self.assertConsistent(self.fresh())
+
+    def test_a_retry_refused_for_its_key_changes_nothing(self):
+        parent = self.transact(lambda s: s.add('record'))
+        child = self.transact(lambda s: s.add(
+            'record', after=[parent], uniqueKey='k'))
+        self.transact(lambda s: s.cancel(child))
+        other = self.transact(lambda s: s.add('record', uniqueKey='k'))
+        self.assertNotEqual(other, child)
+        links = self.transact(lambda s: dependencies.linked(s, parent))
+        with self.assertRaises(interfaces.DuplicateJob):
+            self.transact(lambda s: s.retry(child))
+        service = self.fresh()
+        self.assertEqual(service.getStatus(child), CANCELLED)
+        self.assertEqual(dependencies.linked(service, parent), links)
 
     def test_a_failed_parent_cancels_a_long_chain_without_recursion(self):
         def fail(service, jobid, input):
@@ -452,7 +523,7 @@ class EvolveTests(ServiceTestCase):
         self.commit(conn)
         service = self.fresh()
         self.assertEqual(service.countJobs(WAITING), 0)
-        self.assertEqual(len(service._uniqueKeys), 0)
+        self.assertEqual(keys(service), {})
         parent = self.transact(lambda s: s.add('record', uniqueKey='k'))
         self.transact(lambda s: s.add('record', after=[parent]))
         self.assertConsistent(self.fresh())
