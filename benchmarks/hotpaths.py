@@ -64,15 +64,16 @@ def main(argv):
         profile = cProfile.Profile()
         t0 = time.perf_counter()
         profile.enable()
-        done = 0
+        steps = 0
         while proc.step():
-            done += 1
+            steps += 1   # a step runs a group of jobs
         profile.disable()
         elapsed = time.perf_counter() - t0
         proc.stop()
-        print(f'\n(drain wrote {(db.storage.getSize() - before) / done:,.0f}'
-              f' bytes of Data.fs per job)')
-        show("drain, SimpleProcessor.step", profile, done, None, elapsed)
+        print(f'\n(drain: {count} jobs in {steps} groups; it wrote '
+              f'{(db.storage.getSize() - before) / count:,.0f} bytes of '
+              f'Data.fs per job)')
+        show("drain, SimpleProcessor.step", profile, count, None, elapsed)
         conn.close()
         db.close()
     finally:
