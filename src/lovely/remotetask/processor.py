@@ -164,13 +164,8 @@ class BaseProcessor(JobRunner):
         self._nowAndThen('chains', self.chainInterval, self._sweepChains, 0,
                          now)
         limit = self.maxGroup if limit is None else limit
-        # Late links of the jobs this process ended (dependencies.py).
-        recent = dependencies.takeRecent(self.db, self.oid)
-        again = []
 
         def claim(service, now):
-            nonlocal again
-            again = service.followUpChains(recent)[1] if recent else []
             self._leaseTime = service.leaseTime
             if self._watching is None:
                 self._watching = service.wakeOids()
@@ -183,20 +178,12 @@ class BaseProcessor(JobRunner):
             if not jobs:
                 self._nextDue = service.nextScheduled()
             return [job.id for job in jobs]
-        committed = False
         try:
-            jobids = self._transact(claim, self.claimRetries, now)
-            committed = True
+            jobids = self._followingUp(claim, now)
         except TransientError:
             log.info('%s: claims keep conflicting; trying again later',
                      self.workerId)
             return []
-        finally:
-            if not committed:
-                again = [(jobid, decided, tries + 1)
-                         for jobid, decided, tries in recent]
-            if again:
-                dependencies.putBack(self.db, self.oid, again)
         if self._watching and not self._stopping.is_set():
             # Commits of other processes wake this processor from now on;
             # one committed since this claim began is looked for once.
@@ -209,6 +196,28 @@ class BaseProcessor(JobRunner):
             self._nowAndThen('compact', self.compactInterval,
                              lambda service, now: service.compact(), 0)
         return jobids
+
+    def _followingUp(self, claim, now):
+        """``_transact(claim)``, which first follows up on the chains of
+        the jobs this process ended (see dependencies.py): what it could
+        not finish, or all if it failed, is put back for the next."""
+        recent = dependencies.takeRecent(self.db, self.oid)
+        again = []
+
+        def claimAfterFollowUp(service, now):
+            nonlocal again
+            if recent:
+                again = service.followUpChains(recent)[1]
+            return claim(service, now)
+        try:
+            return self._transact(claimAfterFollowUp, self.claimRetries, now)
+        except BaseException:
+            again = [(jobid, decided, tries + 1)
+                     for jobid, decided, tries in recent]
+            raise
+        finally:
+            if again:
+                dependencies.putBack(self.db, self.oid, again)
 
     def _retain(self, service, now):
         self._retentionInterval = service.retentionInterval
