@@ -219,19 +219,6 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         it."""
         dependencies.ended(self, job)
 
-    def followUpChains(self, entries):
-        """Settle the links of jobs this process ended (``entries`` of
-        ``dependencies.takeRecent``) that their ending transactions did
-        not; return how many jobs it settled and the entries to look at
-        again (see dependencies.py)."""
-        return dependencies.followUp(self, entries)
-
-    def sweepChains(self, start=0):
-        """Settle the links of jobs that ended, a batch of them from the
-        link ``start`` on; return where the next sweep starts and how
-        many jobs it settled (see dependencies.py)."""
-        return dependencies.sweep(self, start)
-
     def retry(self, jobid):
         """See ITaskServiceManage."""
         history.retry(self, self._job(jobid))

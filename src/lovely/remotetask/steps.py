@@ -20,6 +20,9 @@ processor.py and DESIGN.md):
     found dead by their heartbeats (see workers.py).
 ``renewLeases``
     Extends the leases of running jobs, writing only the lease objects.
+``followUpChains``, ``sweepChains``
+    Decide the jobs waiting for jobs that ended, where the ending
+    transaction could not (see dependencies.py).
 
 Concurrency: a claim writes the jobs it takes and the index buckets they
 leave and enter; two claimers taking the same job conflict and one of them
@@ -33,6 +36,7 @@ import logging
 import math
 
 from lovely.remotetask import cancelling
+from lovely.remotetask import dependencies
 from lovely.remotetask import events
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
@@ -273,6 +277,19 @@ class ProcessingSteps:
             events.afterCommit(self, events.LeaseRecovered(self, job))
             lost.append(jobid)
         return lost
+
+    def followUpChains(self, entries):
+        """Settle the links of jobs this process ended (``entries`` of
+        ``dependencies.takeRecent``) that their ending transactions did
+        not; return how many jobs it settled and the entries to look at
+        again (see dependencies.py)."""
+        return dependencies.followUp(self, entries)
+
+    def sweepChains(self, start=0):
+        """Settle the links of jobs that ended, a batch of them from the
+        link ``start`` on; return where the next sweep starts and how
+        many jobs it settled (see dependencies.py)."""
+        return dependencies.sweep(self, start)
 
     def renewLeases(self, jobids, worker, now=None):
         """See ITaskServiceProcessing."""
