@@ -19,13 +19,17 @@ How it behaves under concurrent transactions
 ============================================
 
 The request lives in a ``CancelRequest`` of the job (``job.cancelRequest``,
-a persistent object of its own, like the lease), created or cleared by
-the claim that starts the attempt (which writes the job anyway).  The
-cancel writes only that object, never the job: it does not conflict
-with the run, which writes the job.  The run never writes the request.
-Two things are ordered by ``Connection.readCurrent`` instead, which
-makes a commit conflict when an object it only *read* was changed by a
-concurrent commit:
+a persistent object of its own, like the lease).  The first cancel of a
+running job makes it, which writes the job: that cancel conflicts with
+the run, which writes the job too, and the conflict orders them (below:
+the run begins again, finds the request and ends the job ``cancelled``).
+A claim does not make one (most jobs are never cancelled: two objects
+fewer per claim with the progress record, see progress.py); it clears
+the request of a job that has one.  A later cancel of that job writes
+only the request, never the job, and does not conflict with the run.
+The run never writes the request.  Two things are ordered by
+``Connection.readCurrent`` instead, which makes a commit conflict when an
+object it only *read* was changed by a concurrent commit:
 
 - The cancel reads the job current: if the run (or ``recover``) commits
   the job's end first, the cancel conflicts and the publisher repeats
@@ -40,10 +44,6 @@ concurrent commit:
 So a cancel either comes before the job's end, and the job ends
 ``cancelled`` with none of its task's writes, or after it, and answers
 False; never both, and never lost.
-
-Jobs claimed before this module existed have no request object: their
-cancel writes the job (it conflicts with their run, and the conflict
-orders them the same way).
 """
 import datetime
 import logging
@@ -82,11 +82,10 @@ class CancelRequest(persistent.Persistent):
 
 
 def startAttempt(job):
-    """Give a job that is being claimed a clear request (the claim writes
-    the job anyway)."""
-    if job.cancelRequest is None:
-        job.cancelRequest = CancelRequest()
-    else:
+    """Clear the request of a job that is being claimed, if it has one
+    (the claim writes the job anyway).  None is made: most jobs are never
+    cancelled, and the first request of a job makes it (module doc)."""
+    if job.cancelRequest is not None:
         job.cancelRequest.clear()
 
 
@@ -128,8 +127,13 @@ def isCancelled(job):
     if job.status == CANCELLED:
         return True
     request = job.cancelRequest
-    return request is not None and progress.readFresh(
-        request, lambda r: r.requested)
+    if request is not None:
+        return progress.readFresh(request, lambda r: r.requested)
+    # None when this transaction began: a first cancel makes it, and
+    # writes the job.
+    return progress.readFresh(
+        job, lambda j: j.cancelRequest is not None
+        and j.cancelRequest.requested)
 
 
 def checkRun(job):

@@ -65,11 +65,15 @@ class Job(persistent.Persistent):
     _dependants = ()
     #: The last attempts, oldest first (see history.py).
     history = ()
-    #: What the task reported of the current attempt (see progress.py)
-    #: and the request to cancel it (see cancelling.py): persistent
-    #: objects of their own, created by the first claim.
-    progress = None
+    #: The request to cancel the running attempt (see cancelling.py): a
+    #: persistent object of its own, made by the first cancel.
     cancelRequest = None
+    #: Claims of the job so far (never reset): which attempt a progress
+    #: report belongs to (see progress.py).
+    claims = 0
+    #: Unused since generation 8 (reports live in the service's map, see
+    #: progress.py); records of older claims may still hold one.
+    progress = None
     # When the job is due, for jobs in the schedule (delayed, cron,
     # retry backoff); an aware UTC datetime.
     due = None

@@ -53,6 +53,10 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
     end; see uniqueness.py for how concurrent adds of one key end with
     one job.
 
+``_progress`` (IOBTree: job id -> Progress)
+    What running jobs' tasks reported, written in short transactions of
+    their own, never by a run or a claim; see progress.py.
+
 ``_followers`` (time set of (parent, child) links)
     Which job waits for which: inserted by adds with ``after``, removed
     after the parent ended; concurrent changes of different links merge
@@ -74,6 +78,7 @@ from BTrees.OOBTree import OOBTree
 from lovely.remotetask import events
 from lovely.remotetask import interfaces
 from lovely.remotetask import priorities
+from lovely.remotetask import progress
 from lovely.remotetask import sorting
 from lovely.remotetask import tasklimits
 from lovely.remotetask import timeset
@@ -134,6 +139,7 @@ class JobTable:
         self._taskCounts = OOBTree()
         self._uniqueKeys = uniqueness.newKeyMap()
         self._followers = timeset.newTimeSet()   # see dependencies.py
+        self._progress = progress.newReports()
         self._priorityQueues = priorities.newQueues()
         tasklimits.initGates(self)
         sorting.initIndexes(self)
@@ -212,6 +218,7 @@ class JobTable:
             if dependencies.hasLinks(self):
                 dependencies.forget(self, jobid, job)
             uniqueness.forget(self, job)
+            progress.forget(self, jobid)
             del self.jobs[jobid]
         self._counts[status].change(-len(keys))
         for task, ids in self._byTask.items():

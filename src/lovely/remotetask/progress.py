@@ -23,24 +23,26 @@ short transaction of its own: a connection of its own with a
 ``TransactionManager`` of its own (``inOwnTransaction``), not the
 thread's, so the run transaction is neither committed nor joined.
 
-That short transaction writes one object only: the job's ``Progress``
-record (``job.progress``), a persistent object of its own, like the
-lease.  The run transaction never writes it (nor does the lease
-renewal), so the two never conflict.  The record is created (or
-cleared) by the claim that starts the attempt, which writes the job
-anyway; a report never needs to write the job.  Reports of one job
-come from its one task, one after another: they do not conflict with
-each other either; a report that conflicts all the same (a claim
-clearing the record of a job that was taken back from this worker) is
-repeated a few times and then given up, with a warning in the log: a
-report is advice, never a reason for the job to fail.
+The reports live in a map of the service, ``_progress`` (IOBTree: job id
+-> ``Progress``, with a sentinel key 0 so that its first bucket never
+empties), not on the job: the run writes the job, and a report never
+does, so the two never conflict.  A job's first report inserts its
+record (inserts of different jobs merge in the bucket); later reports
+write only the record.  The record says which attempt reported (the
+job's count of claims): a record of an earlier attempt reads as no
+report, so a claim has nothing to clear and writes nothing for it (most
+jobs never report).  Reports of one job come from its one task, one
+after another: they do not conflict with each other either; a report
+that conflicts all the same is repeated a few times and then given up,
+with a warning in the log: a report is advice, never a reason for the
+job to fail.  ``clean`` removes the records of the jobs it removes.
 
-The run transaction still holds the state of the record as of its own
+The run transaction still holds the state of the map as of its own
 beginning: read progress in a new transaction (the UI's requests do).
 
-A job that is claimed in the same transaction that runs it
-(``processNext``) has a record that is not committed yet: its reports
-are written in that transaction (and shown once it commits).
+A job claimed in the same transaction that runs it (``processNext``) has
+its reports written in that transaction (and shown once it commits), as
+has a service that is not committed yet.
 
 Each report is a commit: report a few times a second at most, not once
 per item of a million.
@@ -51,6 +53,7 @@ import math
 
 import persistent
 import transaction
+from BTrees.IOBTree import IOBTree
 from transaction.interfaces import TransientError
 from ZODB.POSException import POSKeyError
 from ZODB.utils import z64
@@ -73,11 +76,15 @@ class Progress(persistent.Persistent):
     fraction = None
     message = None
     updated = None
+    #: Which claim of the job made the attempt that reported (its
+    #: ``claims``).
+    attempt = None
 
-    def set(self, fraction, message, now):
+    def set(self, fraction, message, now, attempt=None):
         self.fraction = fraction
         self.message = message
         self.updated = now
+        self.attempt = attempt
 
     def clear(self):
         if self.updated is not None:
@@ -90,13 +97,15 @@ class Progress(persistent.Persistent):
                 'updated': self.updated}
 
 
-def startAttempt(job):
-    """Give a job that is being claimed an empty progress record (the
-    claim writes the job anyway)."""
-    if job.progress is None:
-        job.progress = Progress()
-    else:
-        job.progress.clear()
+#: The sentinel key of a service's map of reports.
+SENTINEL = 0
+
+
+def newReports():
+    """The empty map of reports (a service's ``_progress``)."""
+    reports = IOBTree()
+    reports[SENTINEL] = None
+    return reports
 
 
 def checkReport(fraction, message):
@@ -116,25 +125,50 @@ def checkReport(fraction, message):
     return fraction, message
 
 
-def setProgress(job, fraction=None, message=None, now=None):
+def setProgress(service, job, fraction=None, message=None, now=None):
     """Record a report of ``job``'s task (see the module doc)."""
     fraction, message = checkReport(fraction, message)
-    if job.status != PROCESSING or job.progress is None:
+    if job.status != PROCESSING:
         raise ValueError(f'Job {job.id} is {job.status}: only a running '
                          f'job reports progress')
     now = now or datetime.datetime.now(UTC)
+    jobid, attempt = job.id, job.claims
+
+    def report(service):
+        record = service._progress.get(jobid)
+        if record is None:
+            record = service._progress[jobid] = Progress()
+        record.set(fraction, message, now, attempt)
+    record = service._progress.get(jobid)
     try:
-        inOwnTransaction(job.progress,
-                         lambda record: record.set(fraction, message, now))
+        if job._p_changed:
+            # Claimed in this very transaction (processNext): the report
+            # goes with it.
+            report(service)
+        elif record is not None and _committed(record):
+            inOwnTransaction(record, lambda record: record.set(
+                fraction, message, now, attempt))
+        else:
+            inOwnTransaction(service, report)
     except TransientError as error:
         log.warning('Job %s: its progress report conflicted %d times (%s); '
                     'dropped', job.id, RETRIES + 1,
                     error.__class__.__name__)
 
 
-def getProgress(job):
-    """``{'fraction', 'message', 'updated'}`` or None."""
-    return None if job.progress is None else job.progress.asDict()
+def getProgress(service, job):
+    """``{'fraction', 'message', 'updated'}`` of the job's current (or
+    last) attempt, or None."""
+    record = service._progress.get(job.id)
+    if record is None or record.attempt != job.claims:
+        return None
+    return record.asDict()
+
+
+def forget(service, jobid):
+    """``jobid`` is being removed (``clean``): drop its record."""
+    if jobid in service._progress:
+        del service._progress[jobid]
 
 
 def _committed(obj):

@@ -280,7 +280,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def getProgress(self, jobid):
         """See ITaskServiceRead."""
-        return progress.getProgress(self._job(jobid))
+        return progress.getProgress(self, self._job(jobid))
 
     def isCancelled(self, jobid):
         """See ITaskServiceRead."""
@@ -288,7 +288,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
 
     def setProgress(self, jobid, fraction=None, message=None):
         """See ITaskServiceProcessing."""
-        progress.setProgress(self._job(jobid), fraction, message)
+        progress.setProgress(self, self._job(jobid), fraction, message)
 
     def hasJobsWaiting(self, now=None):
         """See ITaskServiceRead."""

@@ -41,7 +41,6 @@ from lovely.remotetask import events
 from lovely.remotetask import history
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
-from lovely.remotetask import progress
 from lovely.remotetask import tasklimits
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import CRONJOB
@@ -142,10 +141,9 @@ class ProcessingSteps:
         job.started = now
         job.worker = worker
         job.lease = lease or self._newLease(worker, now)
-        # Objects of their own, which short transactions write while the
-        # job runs (see progress.py, cancelling.py): made here, where the
-        # job is written anyway.
-        progress.startAttempt(job)
+        # A request to cancel an earlier attempt is cleared (see
+        # cancelling.py); a report of one reads as none (progress.py).
+        job.claims += 1
         cancelling.startAttempt(job)
 
     def runJob(self, job, now=None):

@@ -161,7 +161,9 @@ def progressOf(job):
     """The progress the job's task reported in its current (or last)
     attempt, ``{'fraction', 'message'}``, or None."""
     job = removeSecurityProxy(job)
-    report = progress.getProgress(job)
+    if job.__parent__ is None:
+        return None
+    report = progress.getProgress(job.__parent__, job)
     if report is None:
         return None
     return {'fraction': report['fraction'], 'message': report['message']}

@@ -138,6 +138,24 @@ class CancelTests(ServiceTestCase):
         self.assertIsNone(service.getProgress(jobid))
         self.assertFalse(service.isCancelled(jobid))
 
+    def test_a_claim_makes_no_record(self):
+        # Most jobs never report nor get cancelled: a claim stores no
+        # progress record and no cancel request for them.
+        [jobid] = self.claimed()
+        job = self.fresh().jobs[jobid]
+        self.assertIsNone(job.progress)
+        self.assertIsNone(job.cancelRequest)
+        self.assertEqual(job.claims, 1)
+        self.assertNotIn(jobid, self.fresh()._progress)
+
+    def test_clean_drops_the_record(self):
+        [jobid] = self.claimed()
+        self.fresh().setProgress(jobid, 1, 'all')
+        self.assertIn(jobid, self.fresh()._progress)
+        self.transact(lambda s: s.runJob(s.jobs[jobid], self.now))
+        self.assertEqual(self.transact(lambda s: s.clean()), 1)
+        self.assertNotIn(jobid, self.fresh()._progress)
+
     def test_bad_reports_are_refused(self):
         [jobid] = self.claimed()
         service = self.fresh()

@@ -18,6 +18,7 @@ from lovely.remotetask import task
 from lovely.remotetask.generations import evolve2
 from lovely.remotetask.generations import evolve3
 from lovely.remotetask.generations import evolve7
+from lovely.remotetask.generations import evolve8
 from lovely.remotetask import dependencies
 from lovely.remotetask.generations.utility import taskServices
 from lovely.remotetask.generations import manager
@@ -67,8 +68,8 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 7)
-        self.assertEqual(manager.minimum_generation, 7)
+        self.assertEqual(manager.generation, 8)
+        self.assertEqual(manager.minimum_generation, 8)
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
@@ -219,3 +220,21 @@ class Evolve7Tests(Evolve3Tests):
         # Evolving again changes nothing.
         evolve7.evolve(Context(self.conn))
         self.assertEqual(dependencies.linked(service, parent), [child])
+
+
+class Evolve8Tests(Evolve3Tests):
+    """Generation 8 adds the service's map of progress reports."""
+
+    def test_the_map_is_added_once(self):
+        self.root['tasks'] = service = TaskService()
+        jobid = service.add('echo', 'x')
+        del service._progress
+        transaction.commit()
+        evolve8.evolve(Context(self.conn))
+        transaction.commit()
+        reports = service._progress
+        evolve8.evolve(Context(self.conn))
+        self.assertIs(service._progress, reports)
+        service.claim('w')
+        service.setProgress(jobid, 0.5, 'half')
+        self.assertEqual(service.getProgress(jobid)['message'], 'half')
