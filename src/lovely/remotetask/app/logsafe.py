@@ -17,10 +17,12 @@ import re
 
 
 #: Control characters (C0 and C1, but newline and tab), DEL, the line
-#: and paragraph separators, and the bidirectional overrides and
-#: isolates (which reorder what a terminal shows: "Trojan Source").
+#: and paragraph separators, the bidirectional overrides and isolates
+#: (which reorder what a terminal shows: "Trojan Source"), and lone
+#: surrogates (which no UTF-8 terminal or log file can take).
 CONTROL_IN_LINES = re.compile(
-    r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
+    r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069'
+    r'\ud800-\udfff]')
 #: And newline and tab.
 CONTROL = re.compile(CONTROL_IN_LINES.pattern + r'|[\n\t]')
 
@@ -60,6 +62,8 @@ def printable(text, lines=False):
     'Traceback:\\n\\tline\\\\x9b1m'
     >>> printable('invoice \u202etxt.exe')
     'invoice \\\\u202etxt.exe'
+    >>> print(printable('key \\ud800'))
+    key \\ud800
     >>> printable(None), printable(42)
     ('None', '42')
     """
