@@ -135,11 +135,25 @@ VOID = ('input',)
 
 def element(tag, text='', attrs=None):
     """An element node: ``tag`` (one of ``TAGS``) with ``text`` and
-    ``attrs`` (of ``ATTRIBUTES``; None values are left out)."""
-    assert tag in TAGS, tag
+    ``attrs`` (of ``ATTRIBUTES``; None values are left out).  Others are
+    refused (``ValueError``, whatever ``python -O`` does to asserts):
+
+    >>> element('script', 'alert(1)')
+    Traceback (most recent call last):
+    ValueError: element: the tag 'script' is not one of a, span, input
+    >>> element('a', 'x', {'onclick': 'alert(1)', 'href': '/'})
+    Traceback (most recent call last):
+    ValueError: element: the attribute 'onclick' is not allowed
+    """
+    if tag not in TAGS:
+        raise ValueError(f'element: the tag {tag!r} is not one of '
+                         f'{", ".join(TAGS)}')
     attrs = {name: encodable(str(value))
              for name, value in (attrs or {}).items() if value is not None}
-    assert set(attrs) <= set(ATTRIBUTES), attrs
+    for name in attrs:
+        if name not in ATTRIBUTES:
+            raise ValueError(f'element: the attribute {name!r} is not '
+                             f'allowed')
     return {'tag': tag, 'attrs': attrs, 'text': encodable(str(text))}
 
 
