@@ -537,6 +537,24 @@ class RebindingTests(WithDatabase):
         args = parser().parse_args(['worker'])
         self.assertEqual(args.metrics_allow_host, [])
 
+    def test_a_malformed_name_is_refused_at_startup(self):
+        import contextlib
+        import io
+        from lovely.remotetask.app.main import make_parser as parser
+        for bad in ('http://a.example/', 'a b', '', '[::1', 'a:b',
+                    'a.example:x'):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), \
+                    self.assertRaises(SystemExit) as raised:
+                parser().parse_args(['worker', '--metrics-port', '0',
+                                     '--metrics-allow-host', bad])
+            self.assertEqual(raised.exception.code, 2, bad)
+            self.assertIn('--metrics-allow-host', err.getvalue())
+            self.assertIn('is not a host name', err.getvalue())
+        # Python callers of the guard: an error too, not a name ignored.
+        with self.assertRaises(ValueError):
+            monitor.HostGuard(None, names=['a b'])
+
 
 class PoolTests(unittest.TestCase):
 
