@@ -35,6 +35,11 @@ TIMEOUT = 5.0
 #: Seconds the answer of the database stays fresh: a flood of requests
 #: costs at most about one check a second.
 FRESH = 1.0
+#: Seconds a request waits for the check another one runs: the server's
+#: threads are few, and ``/health`` needs no login.
+PATIENCE = 0.5
+#: Seconds the last answer may stand in for a check that takes longer.
+STALE = 10.0
 CONTENT_TYPE = 'application/json'
 PATHS = {'/health': 'ready', '/health/ready': 'ready',
          '/health/live': 'live'}
@@ -107,11 +112,14 @@ _probe = _Probe()
 
 class _Entry:
 
-    def __init__(self):
+    def __init__(self, last=None):
         self.done = threading.Event()
         self.result = False
         self.at = None      # when the check ended
         self.waiting = 0
+        #: The entry of the check before, if it ended (its answer is the
+        #: last known one while this one runs).
+        self.last = last
 
 
 class SharedCheck:
@@ -119,19 +127,24 @@ class SharedCheck:
     kept ``fresh`` seconds.
 
     The first caller runs the check; callers that come while it runs
-    wait for it (``timeout`` plus ``grace`` seconds at most, then they
-    answer down) and get its result; callers within ``fresh`` seconds
-    of its end get that result without a check.  So a flood of
-    ``/health`` requests opens about one database connection a second,
-    whatever its size.  Each database has its own entry.
+    wait for it ``patience`` seconds at most (and never past ``timeout``
+    plus ``grace``) and get its result; past that they answer at once
+    the result of the check before if it ended at most ``stale`` seconds
+    ago, else down.  So only the caller that runs the check waits for a
+    stalled database, not every thread of the server.  Callers within
+    ``fresh`` seconds of its end get its result without a check.  So a
+    flood of ``/health`` requests opens about one database connection a
+    second, whatever its size.  Each database has its own entry.
     """
 
     def __init__(self, check, fresh=FRESH, grace=1.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, patience=PATIENCE, stale=STALE):
         self.check = check
         self.fresh = fresh
         self.grace = grace
         self.clock = clock
+        self.patience = patience
+        self.stale = stale
         self._lock = threading.Lock()
         self._entries = weakref.WeakKeyDictionary()
 
@@ -142,15 +155,16 @@ class SharedCheck:
                     self.clock() - entry.at < self.fresh):
                 return entry.result
             if entry is None or entry.done.is_set():
-                self._entries[db] = mine = _Entry()
+                self._entries[db] = mine = _Entry(entry)
             else:
                 mine = None
                 entry.waiting += 1
         if mine is None:
             try:
-                if entry.done.wait(timeout + self.grace):
+                if entry.done.wait(min(self.patience,
+                                       timeout + self.grace)):
                     return entry.result
-                return False
+                return self._lastKnown(entry)
             finally:
                 with self._lock:
                     entry.waiting -= 1
@@ -162,8 +176,20 @@ class SharedCheck:
         finally:
             with self._lock:
                 mine.at = self.clock()
+                mine.last = None    # keep one entry back, not a chain
                 mine.done.set()
         return mine.result
+
+    def _lastKnown(self, entry):
+        """For a caller that waited enough: the result of the check
+        before ``entry``'s if it is recent, else down."""
+        with self._lock:
+            if entry.done.is_set():     # it ended just now
+                return entry.result
+            last = entry.last
+        if last is not None and self.clock() - last.at <= self.stale:
+            return last.result
+        return False
 
     def _inFlight(self, db):
         entry = self._entries.get(db)

@@ -121,6 +121,11 @@ def checkReport(fraction, message):
         if not isinstance(message, str):
             raise ValueError(f'message must be text or None, not '
                              f'{type(message).__name__}')
+        try:
+            message.encode('utf-8')
+        except UnicodeEncodeError:
+            raise ValueError(f'message must be valid Unicode (no lone '
+                             f'surrogate), not {message[:50]!r}') from None
         message = message[:MAX_MESSAGE]
     return fraction, message
 

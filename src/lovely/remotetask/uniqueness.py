@@ -62,10 +62,16 @@ def newKeyMap():
 
 def checkKey(key):
     """``key`` if it is a valid unique key (a non-empty str of at most
-    ``MAX_KEY_LENGTH`` characters); else ``ValueError``."""
+    ``MAX_KEY_LENGTH`` characters, valid Unicode: no lone surrogate, which
+    no page could show); else ``ValueError``."""
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
         raise ValueError(f'uniqueKey must be a non-empty string of at most '
                          f'{MAX_KEY_LENGTH} characters, not {key!r}')
+    try:
+        key.encode('utf-8')
+    except UnicodeEncodeError:
+        raise ValueError(f'uniqueKey must be valid Unicode (no lone '
+                         f'surrogate), not {key!r}') from None
     return key
 
 

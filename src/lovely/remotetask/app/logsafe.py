@@ -13,46 +13,62 @@ that whoever adds a job chooses: ``printable`` escapes what a terminal
 would obey (``\\x1b[2J`` clears the screen, ``\\r`` writes over a line).
 """
 import logging
-import re
 
 
-#: Control characters (C0 and C1, but newline and tab), DEL, the line
-#: and paragraph separators, and the bidirectional overrides and
-#: isolates (which reorder what a terminal shows: "Trojan Source").
-CONTROL_IN_LINES = re.compile(
-    r'[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
-#: And newline and tab.
-CONTROL = re.compile(CONTROL_IN_LINES.pattern + r'|[\n\t]')
-
-
-def _escape(match):
-    char = match.group()
+def _escape(char):
     if char in '\n\r\t':
         return repr(char)[1:-1]
-    if ord(char) < 256:
-        return '\\x%02x' % ord(char)
-    return '\\u%04x' % ord(char)
+    code = ord(char)
+    if code < 0x100:
+        return '\\x%02x' % code
+    if code < 0x10000:
+        return '\\u%04x' % code
+    return '\\U%08x' % code
+
+
+def escape(text, lines=False):
+    """``text`` with every character that is not printable
+    (``str.isprintable``) escaped as in Python: control characters (C0,
+    C1, DEL), format characters (the bidirectional marks, overrides and
+    isolates, which reorder what a terminal shows: "Trojan Source";
+    zero-width characters, U+FEFF, the soft hyphen, tag characters),
+    the line and paragraph separators, lone surrogates (which no UTF-8
+    terminal or log file can take), spaces other than the space, and
+    unassigned and private characters.  Newlines and tabs are kept if
+    ``lines``.
+
+    >>> print(escape('a\\u200bb\\u200ec\\ufeffd\\xade\\U000e0041f\\ud800'))
+    a\\u200bb\\u200ec\\ufeffd\\xade\\U000e0041f\\ud800
+    >>> print(escape('caf\xe9 \u65e5\u672c \U0001f600 \\\\'))
+    caf\xe9 \u65e5\u672c \U0001f600 \\
+    """
+    if text.isprintable():
+        return text
+    keep = '\n\t' if lines else ''
+    return ''.join(char if char.isprintable() or char in keep
+                   else _escape(char) for char in text)
 
 
 def loggable(text, limit=500):
-    """``text`` from a request, safe to log: control characters escaped,
-    at most ``limit`` characters.
+    """``text`` from a request, safe to log: what is not printable
+    escaped (``escape``), at most ``limit`` characters.
 
     >>> print(loggable('/x\\n2030-01-01 CRITICAL forged\\x1b[0m'))
     /x\\n2030-01-01 CRITICAL forged\\x1b[0m
     """
     if isinstance(text, bytes):
         text = text.decode('latin-1')
-    text = CONTROL.sub(_escape, str(text))
+    text = escape(str(text))
     if len(text) > limit:
         text = text[:limit] + '...'
     return text
 
 
 def printable(text, lines=False):
-    """``text`` safe to print to a terminal: control characters escaped
-    as in Python (``\\x1b``, ``\\r``, ``\\u2028``), newlines and tabs
-    too unless ``lines`` (a traceback keeps its lines).
+    """``text`` safe to print to a terminal: what is not printable
+    escaped as in Python (``\\x1b``, ``\\r``, ``\\u2028``, ``\\u200f``;
+    see ``escape``), newlines and tabs too unless ``lines`` (a traceback
+    keeps its lines).
 
     >>> print(printable('evil\\x1b[2J\\rgood\\n\\tnext'))
     evil\\x1b[2J\\rgood\\n\\tnext
@@ -60,10 +76,12 @@ def printable(text, lines=False):
     'Traceback:\\n\\tline\\\\x9b1m'
     >>> printable('invoice \u202etxt.exe')
     'invoice \\\\u202etxt.exe'
+    >>> print(printable('key \\ud800'))
+    key \\ud800
     >>> printable(None), printable(42)
     ('None', '42')
     """
-    return (CONTROL_IN_LINES if lines else CONTROL).sub(_escape, str(text))
+    return escape(str(text), lines)
 
 
 class EscapeControlCharacters(logging.Filter):
@@ -71,7 +89,7 @@ class EscapeControlCharacters(logging.Filter):
 
     def filter(self, record):
         message = record.getMessage()
-        escaped = CONTROL.sub(_escape, message)
+        escaped = escape(message)
         if escaped != message:
             record.msg, record.args = escaped, None
         return True

@@ -118,13 +118,25 @@ def make_parser():
              'the metrics, without a login (default: %(default)s)')
     worker.add_argument(
         '--metrics-allow-host', action='append', default=[],
-        metavar='NAME',
+        metavar='NAME', type=_allowedHost,
         help='a name by which clients ask --metrics-port (its Host '
              'header), besides localhost and the address; others are '
              'answered 421 (against DNS rebinding; repeatable)')
     worker.set_defaults(func=worker_command)
     cli.addCommands(commands)
     return parser
+
+
+def _allowedHost(value):
+    """A name of ``--metrics-allow-host``; an error (at once, before the
+    worker starts) unless it is a host name or address."""
+    from lovely.remotetask.app.monitor import allowedHost
+    try:
+        return allowedHost(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{value!r} is not a host name or address (with or without '
+            f'a port), e.g. metrics.example or 10.0.0.5') from None
 
 
 #: The files the commands create (the instance, the database and its

@@ -66,6 +66,22 @@ def hostName(value):
     return name
 
 
+def allowedHost(value):
+    """A name of ``--metrics-allow-host`` as given, if it is well formed
+    (a host name or address, with or without a port); else ValueError,
+    so that the worker refuses to start instead of ignoring it.
+
+    >>> allowedHost('Metrics.Example:9100')
+    'Metrics.Example:9100'
+    >>> allowedHost('http://metrics.example/')
+    Traceback (most recent call last):
+    ValueError: not a host name: 'http://metrics.example/'
+    """
+    if hostName(value) is None:
+        raise ValueError(f'not a host name: {value!r}')
+    return value
+
+
 def isAddress(name):
     try:
         ipaddress.ip_address(name)
@@ -83,7 +99,8 @@ class HostGuard:
         bound = hostName(host) if host else ''
         self.anyAddress = bound in WILDCARDS
         self.names = frozenset(
-            filter(None, (*LOOPBACK_NAMES, bound, *map(hostName, names))))
+            filter(None, (*LOOPBACK_NAMES, bound,
+                          *(hostName(allowedHost(name)) for name in names))))
 
     def allowed(self, value):
         name = hostName(value)

@@ -21,6 +21,7 @@ from zope.traversing.browser import absoluteURL
 
 from lovely.remotetask.browser.schedule import formatSchedule
 from lovely.remotetask.browser.util import element
+from lovely.remotetask.browser.util import encodable
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import renderNodes
@@ -176,7 +177,8 @@ class JobView(BrowserPage):
                     self.request.response.redirect(
                         f'{url}?{urlencode({"done": done})}', status=303)
                     return ''
-        return self.template()
+        # Job data may hold lone surrogates: shown escaped, not a 500.
+        return encodable(self.template())
 
     def canManage(self):
         """May the user press the buttons (``lovely.remotetask.Manage``)?"""

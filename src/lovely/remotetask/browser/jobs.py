@@ -39,6 +39,7 @@ from lovely.remotetask.browser.confirm import ConfirmMixin
 from lovely.remotetask.browser.search import SearchMixin
 from lovely.remotetask.browser.search import _number
 from lovely.remotetask.browser.table import JobsTable
+from lovely.remotetask.browser.util import encodable
 from lovely.remotetask.browser.util import refuseCrossOrigin
 from lovely.remotetask.browser.util import statusClass
 from lovely.remotetask.history import RETRYABLE
@@ -118,9 +119,10 @@ class JobsView(SearchMixin, ConfirmMixin, BrowserPage):
             return refused
         if self.update():
             return ''
+        # Job data may hold lone surrogates: shown escaped, not a 500.
         if self.confirmation is not None:
-            return self.confirmTemplate()
-        return self.template()
+            return encodable(self.confirmTemplate())
+        return encodable(self.template())
 
     def update(self):
         """Run a posted button, else set up the page; true if the response

@@ -53,6 +53,7 @@ from lovely.remotetask.browser.jobstate import progressOf
 from lovely.remotetask.browser.jobstate import queueOf
 from lovely.remotetask.browser.util import NOT_SET
 from lovely.remotetask.browser.util import element
+from lovely.remotetask.browser.util import encodable
 from lovely.remotetask.browser.util import formatDate
 from lovely.remotetask.browser.util import jsonNodes
 from lovely.remotetask.browser.util import renderNodes
@@ -532,6 +533,7 @@ def summary(value, size=SUMMARY):
         except Exception:
             text = object.__repr__(value)
         text = ' '.join(text.split())
+    text = encodable(text)
     return text if len(text) <= size else text[:size - 1] + '\u2026'
 
 

@@ -23,6 +23,15 @@ as its text (``jsonNodes``):
     ...                                            'value': 42})]))
     <input type="checkbox" value="42">
 
+Job data may hold lone surrogates (``"\\ud800"`` in JSON, or Python
+code's strings), which cannot be encoded as UTF-8: a page with one would
+fail (500).  The markup shows them escaped (``encodable``), as do the
+job pages as a whole:
+
+    >>> print(renderNodes([element('span', 'a\\ud800',
+    ...                             {'title': '\\udfff'})]))
+    <span title="\\udfff">a\\ud800</span>
+
 Same origin
 ===========
 
@@ -93,6 +102,16 @@ def statusClass(status):
     return 'status-' + status.replace(' ', '-')
 
 
+def encodable(text):
+    """``text`` that can be encoded as UTF-8: what cannot (lone
+    surrogates) is escaped as in Python.
+
+    >>> print(encodable('key \\ud800!'), encodable('caf\xe9 \u2603'))
+    key \\ud800! caf\xe9 \u2603
+    """
+    return text.encode('utf-8', 'backslashreplace').decode('utf-8')
+
+
 def formText(form, name, default=''):
     """The text a form field was submitted with; None if it is not text.
 
@@ -116,12 +135,26 @@ VOID = ('input',)
 
 def element(tag, text='', attrs=None):
     """An element node: ``tag`` (one of ``TAGS``) with ``text`` and
-    ``attrs`` (of ``ATTRIBUTES``; None values are left out)."""
-    assert tag in TAGS, tag
-    attrs = {name: str(value) for name, value in (attrs or {}).items()
-             if value is not None}
-    assert set(attrs) <= set(ATTRIBUTES), attrs
-    return {'tag': tag, 'attrs': attrs, 'text': str(text)}
+    ``attrs`` (of ``ATTRIBUTES``; None values are left out).  Others are
+    refused (``ValueError``, whatever ``python -O`` does to asserts):
+
+    >>> element('script', 'alert(1)')
+    Traceback (most recent call last):
+    ValueError: element: the tag 'script' is not one of a, span, input
+    >>> element('a', 'x', {'onclick': 'alert(1)', 'href': '/'})
+    Traceback (most recent call last):
+    ValueError: element: the attribute 'onclick' is not allowed
+    """
+    if tag not in TAGS:
+        raise ValueError(f'element: the tag {tag!r} is not one of '
+                         f'{", ".join(TAGS)}')
+    attrs = {name: encodable(str(value))
+             for name, value in (attrs or {}).items() if value is not None}
+    for name in attrs:
+        if name not in ATTRIBUTES:
+            raise ValueError(f'element: the attribute {name!r} is not '
+                             f'allowed')
+    return {'tag': tag, 'attrs': attrs, 'text': encodable(str(text))}
 
 
 def renderNodes(nodes):
@@ -141,7 +174,7 @@ def renderNodes(nodes):
             else:
                 text = html.escape(node['text'], quote=False)
                 parts.append(f'<{tag}{attrs}>{text}</{tag}>')
-    return ''.join(parts)
+    return encodable(''.join(parts))
 
 
 class _TextOf(HTMLParser):
@@ -170,7 +203,8 @@ def markupText(markup):
 def jsonNodes(nodes):
     """Nodes for ``jobs.json``: markup becomes its text."""
     return [markupText(node['markup'])
-            if isinstance(node, dict) and 'markup' in node else node
+            if isinstance(node, dict) and 'markup' in node
+            else encodable(node) if isinstance(node, str) else node
             for node in nodes]
 
 

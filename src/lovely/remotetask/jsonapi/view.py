@@ -98,6 +98,32 @@ def route(path, method):
                    [('Allow', ', '.join(allowed))])
 
 
+def unencodable(data):
+    """The first string of JSON data (keys and values, nested) that
+    cannot be encoded as UTF-8, or None.  ``json.loads`` accepts lone
+    surrogates (``"\\ud800"``), which no page or log could show.
+
+    >>> unencodable({'a': ['b', {'c': 1}]}) is None
+    True
+    >>> unencodable({'a': [{'k\\ud800': 1}]})
+    'k\\ud800'
+    """
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode('utf-8')
+            except UnicodeEncodeError:
+                return value
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
 class Call:
     """What an endpoint gets: the service, the job id of the path, the
     query, the JSON body and the URL of the API."""
@@ -175,7 +201,7 @@ class API(BrowserView):
 
     def body(self):
         """The JSON object of a POST; 415 unless it is JSON, 400 unless it
-        is an object."""
+        is an object of valid Unicode text."""
         kind = (self.request.getHeader('Content-Type') or '').split(';')[0]
         if kind.strip().lower() != JSON:
             raise APIError(415, f'A POST to the API must have the '
@@ -189,6 +215,10 @@ class API(BrowserView):
             raise BadRequest(f'The body is not JSON: {error}') from None
         if not isinstance(data, dict):
             raise BadRequest('The body must be a JSON object.')
+        bad = unencodable(data)
+        if bad is not None:
+            raise BadRequest(f'The body holds text that is not valid '
+                             f'Unicode (a lone surrogate): {bad[:50]!r}')
         return data
 
     def respond(self, status, data, headers=(), kind=JSON):

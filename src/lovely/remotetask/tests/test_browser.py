@@ -379,6 +379,28 @@ class ProgressCellTests(unittest.TestCase):
         self.assertEqual(self.cells(None), [])
 
 
+class StyleTests(unittest.TestCase):
+
+    def test_cells_and_values_are_bidi_isolated(self):
+        # Overrides and isolates in job data (U+202A-202E, U+2066-2069)
+        # reorder nothing outside the cell or value that holds them.
+        import os
+        import re
+        from lovely.remotetask import browser
+        path = os.path.join(os.path.dirname(browser.__file__),
+                            'remotetask.css')
+        with open(path) as css:
+            text = re.sub(r'/\*.*?\*/', '', css.read(), flags=re.S)
+        isolated = set()
+        for selectors, body in re.findall(r'([^{}]+)\{([^}]*)\}', text):
+            if re.search(r'unicode-bidi:\s*(isolate|plaintext)', body):
+                isolated.update(' '.join(selector.split())
+                                for selector in selectors.split(','))
+        for selector in ('table.jobs td', 'table.jobs td *',
+                         'table.job td', 'table.job td *', 'pre'):
+            self.assertIn('.remotetask ' + selector, isolated)
+
+
 def test_suite():
     return unittest.TestSuite([
         unittest.defaultTestLoader.loadTestsFromName(__name__),

@@ -194,6 +194,39 @@ class JobsViewTests(FunctionalTestCase):
         self.assertNotIn(b'name="jobs:list"', body)
 
 
+class UnencodableDataTests(FunctionalTestCase):
+    """Lone surrogates in stored job data (Python code can store them;
+    the APIs refuse them) show escaped, instead of failing the page."""
+
+    def setUp(self):
+        super().setUp()
+        self.jobid = self.service.add('echo', {'x': 'in\ud800'})
+        job = self.service.jobs[self.jobid]
+        job.uniqueKey = 'key\ud800'
+        job.error = 'err\udfff'
+        transaction.commit()
+
+    def test_the_jobs_tab_shows_the_job(self):
+        response = self.get('/tasks/@@jobs.html')
+        self.assertEqual(response.getStatus(), 200)
+        body = response.getBody()
+        self.assertIn(b'key key\\ud800', body)
+        self.assertIn(b'err\\udfff', body)
+        self.assertIn(b"'in\\ud800'", body)
+
+    def test_the_job_page_shows_the_job(self):
+        response = self.get(f'/tasks/{self.jobid}')
+        self.assertEqual(response.getStatus(), 200)
+        body = response.getBody()
+        self.assertIn(b'key\\ud800', body)
+        self.assertIn(b'err\\udfff', body)
+
+    def test_the_live_refresh_shows_the_job(self):
+        response = self.get('/tasks/jobs.json')
+        self.assertEqual(response.getStatus(), 200)
+        self.assertIn(b'key\\\\ud800', response.getBody())
+
+
 class CronFormTests(FunctionalTestCase):
 
     SCHEDULE = 'hour=&dayOfMonth=&month=&dayOfWeek='

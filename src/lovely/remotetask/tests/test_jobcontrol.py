@@ -190,7 +190,7 @@ class UniqueKeyConcurrencyTests(ServiceTestCase):
     def test_bad_keys(self):
         conn = self.open()
         service = self.service(conn)
-        for key in ('', 'x' * 201, 42, b'k'):
+        for key in ('', 'x' * 201, 42, b'k', 'k\ud800', '\udfff'):
             with self.assertRaises(ValueError):
                 service.add('record', uniqueKey=key)
         self.assertEqual(len(service.jobs), 0)

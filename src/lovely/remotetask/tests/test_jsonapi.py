@@ -229,6 +229,42 @@ class HeadTests(unittest.TestCase):
             self.assertEqual(head.body, b'', path)
 
 
+class UnencodableTests(unittest.TestCase):
+    """Lone surrogates, which ``json.loads`` accepts, anywhere in a body
+    are refused with 400: no page or log could show them."""
+
+    layer = HeadTests.layer
+    setUp = HeadTests.setUp
+    tearDown = HeadTests.tearDown
+
+    def post(self, body):
+        return self.app.post('/tasks/@@api/jobs', body,
+                             content_type='application/json', status=400)
+
+    def test_a_lone_surrogate_is_400(self):
+        import transaction
+        from lovely.remotetask.testing import getRootFolder
+        for body in (b'{"task": "echo", "input": "\\ud800"}',
+                     b'{"task": "echo", "uniqueKey": "k\\udfff"}',
+                     b'{"task": "echo", "input": {"a\\ud800": 1}}',
+                     b'{"task": "echo", "input": [[{"x": ["\\udc00"]}]]}',
+                     b'{"task": "echo", "input": "\xed\xa0\x80"}'):
+            answer = self.post(body)
+            self.assertEqual(answer.content_type,
+                             'application/problem+json', body)
+            self.assertEqual(answer.json['status'], 400, body)
+            self.assertIn('lone surrogate', answer.json['detail'], body)
+        transaction.abort()
+        self.assertEqual(
+            getRootFolder()['tasks'].countJobs(), 1)
+
+    def test_a_surrogate_pair_is_text(self):
+        answer = self.app.post(
+            '/tasks/@@api/jobs', b'{"task": "echo", "input": "\\ud83d'
+            b'\\ude00"}', content_type='application/json')
+        self.assertIn(answer.status_int, (200, 201))
+
+
 class JobControlTests(unittest.TestCase):
     """The fields of job control of ``POST jobs`` (README.rst has the
     story)."""
@@ -316,6 +352,7 @@ def test_suite():
         unittest.defaultTestLoader.loadTestsFromName(__name__),
         doctest.DocTestSuite('lovely.remotetask.jsonapi.data'),
         doctest.DocTestSuite('lovely.remotetask.jsonapi.endpoints'),
+        doctest.DocTestSuite('lovely.remotetask.jsonapi.view'),
         doctest.DocTestSuite('lovely.remotetask.app.apipath'),
         doctest.DocTestSuite('lovely.remotetask.app.progress'),
     ])

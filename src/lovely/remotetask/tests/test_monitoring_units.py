@@ -195,7 +195,8 @@ class HealthTests(WithDatabase):
 
     def test_a_flood_shares_one_check(self):
         # Concurrent callers wait for the check in flight and get its
-        # result; nobody starts a second one.
+        # result; nobody starts a second one.  (Patient callers: the
+        # default patience is half a second, see the next test.)
         calls = []
         release = threading.Event()
 
@@ -203,7 +204,7 @@ class HealthTests(WithDatabase):
             calls.append(db)
             release.wait(30)
             return True
-        shared = health.SharedCheck(check, fresh=0)
+        shared = health.SharedCheck(check, fresh=0, patience=60)
         db = type('DB', (), {})()
         results = []
         threads = [threading.Thread(
@@ -254,6 +255,57 @@ class HealthTests(WithDatabase):
             self.assertFalse(shared(db, 5))
         self.assertIn('boom', '\n'.join(logged.output))
         self.assertFalse(shared(db, 5))
+
+    def test_waiters_of_a_stalled_check_answer_at_once(self):
+        # A check that hangs holds its own caller only: the callers that
+        # come meanwhile wait PATIENCE at most, then answer the last
+        # result if it is recent (STALE), else down.
+        now = [100.0]
+        release = threading.Event()
+        stall = [False]
+
+        def check(db, timeout):
+            if stall[0]:
+                release.wait(60)
+            return True
+        shared = health.SharedCheck(check, fresh=0,
+                                    clock=lambda: now[0])
+        self.assertEqual(shared.patience, health.PATIENCE)
+        self.assertLess(health.PATIENCE, 1)
+        db = type('DB', (), {})()
+        self.assertTrue(shared(db, 30))     # the last result: up
+        stall[0] = True
+        leader = threading.Thread(target=shared, args=(db, 30))
+        leader.start()
+        try:
+            waitFor(lambda: shared.inFlight(db), 30,
+                    message='the check to start')
+
+            def flood(count):
+                results = []
+                threads = [threading.Thread(
+                    target=lambda: results.append(shared(db, 30)))
+                    for n in range(count)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    # Well before the check's timeout of 30 seconds.
+                    thread.join(10)
+                    self.assertFalse(thread.is_alive())
+                return results
+            # The last result is recent: it stands in.
+            now[0] += health.STALE
+            self.assertEqual(flood(6), [True] * 6)
+            # Too old: down, at once too.
+            now[0] += 1
+            self.assertEqual(flood(6), [False] * 6)
+            self.assertTrue(leader.is_alive())
+            self.assertTrue(shared.inFlight(db))
+            self.assertEqual(shared.waiting(db), 0)
+        finally:
+            release.set()
+            leader.join(30)
+        self.assertFalse(shared.inFlight(db))
 
     def test_waiters_give_up_after_the_timeout(self):
         release = threading.Event()
@@ -484,6 +536,24 @@ class RebindingTests(WithDatabase):
         self.assertEqual(args.metrics_allow_host, ['a', 'b.example'])
         args = parser().parse_args(['worker'])
         self.assertEqual(args.metrics_allow_host, [])
+
+    def test_a_malformed_name_is_refused_at_startup(self):
+        import contextlib
+        import io
+        from lovely.remotetask.app.main import make_parser as parser
+        for bad in ('http://a.example/', 'a b', '', '[::1', 'a:b',
+                    'a.example:x'):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), \
+                    self.assertRaises(SystemExit) as raised:
+                parser().parse_args(['worker', '--metrics-port', '0',
+                                     '--metrics-allow-host', bad])
+            self.assertEqual(raised.exception.code, 2, bad)
+            self.assertIn('--metrics-allow-host', err.getvalue())
+            self.assertIn('is not a host name', err.getvalue())
+        # Python callers of the guard: an error too, not a name ignored.
+        with self.assertRaises(ValueError):
+            monitor.HostGuard(None, names=['a b'])
 
 
 class PoolTests(unittest.TestCase):

@@ -211,6 +211,26 @@ class EscapingTests(WithSession):
         # The input is JSON, escaped as such.
         self.assertIn(json.dumps(NASTY), text)
 
+    def test_lone_surrogates_are_escaped(self):
+        # Data stored by Python code (the APIs refuse it): printed
+        # escaped, so that a UTF-8 terminal can take the output.
+        from lovely.remotetask.app.cli import jobs
+        job = self.service.jobs[self.jobid]
+        job.input = {'in\ud800': 'put\udfff'}
+        job.uniqueKey = 'key\ud800'
+        job.error = 'error\udfff'
+        job.traceback = 'Traceback\n\tline\ud800\n'
+        self.tm.commit()
+        text = self.run_(jobs.show, jobid=self.jobid)
+        text.encode('utf-8')
+        self.assertIn('uniqueKey:    key\\ud800\n', text)
+        self.assertIn('error:        error\\udfff\n', text)
+        self.assertIn('\tline\\ud800\n', text)
+        self.assertIn(json.dumps('put\udfff'), text)
+        listed = self.run_(jobs.list_, status=None, task=None, size=10,
+                           reverse=False)
+        listed.encode('utf-8')
+
     def test_json_is_escaped_as_json(self):
         from lovely.remotetask.app.cli import jobs
         out = self.run_(jobs.show, jobid=self.jobid, json=True)
