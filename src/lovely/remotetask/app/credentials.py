@@ -155,6 +155,26 @@ def register(credentials, principal_id=PRINCIPAL_ID):
     return principal
 
 
+def registerForJobs(configfile, environ=None):
+    """For a worker: register the administrator, so that the jobs it
+    added run as it there too (see interaction.py), not as the
+    unauthenticated principal.
+
+    A worker authenticates nobody: it takes the login from the
+    environment or the credentials file if it has them, and never
+    writes one; without them, the principal gets the principal's id as
+    its login and a password nobody knows.
+    """
+    found = from_environment(environ)
+    if found is None:
+        try:
+            found = read(path_for(configfile))
+        except (FileNotFoundError, InvalidCredentials):
+            found = Credentials(PRINCIPAL_ID, secrets.token_urlsafe(32),
+                                source=None)
+    return register(found)
+
+
 def describe(credentials):
     """Lines telling the person starting the server how to log in.
 

@@ -306,6 +306,12 @@ def worker_command(args):
     db = open_database(configfile, autostart=False)
     logger.info('Worker connected to %s (configuration %s)',
                 describe_storage(db), configfile)
+    try:
+        # Jobs the administrator added run as it here too.
+        credentials.registerForJobs(configfile)
+    except BaseException:
+        close_databases(db)
+        raise
     if args.config is None:
         instance.check_private(instance.DEFAULT_VAR)
     logger.info('Processing services %s with %d thread(s)',

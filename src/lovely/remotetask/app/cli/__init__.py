@@ -123,7 +123,8 @@ def addCommands(commands):
     listing.add_argument('--size', type=positive, default=50,
                          help='how many (default: %(default)s)')
     listing.add_argument('--reverse', action='store_true',
-                         help='the newest first')
+                         help='in reverse order (of status time with '
+                              '--status, else of id)')
     listing.add_argument('--json', action='store_true',
                          help='as the JSON API answers')
     show = command(jobsCommands, 'show', jobs.show, 'show one job')

@@ -1,5 +1,6 @@
 """The administrator's credentials."""
 import os
+import shutil
 import stat
 import tempfile
 import unittest
@@ -156,3 +157,20 @@ class RegisterTests(unittest.TestCase):
         self.assertEqual(
             principalRoleManager.getRolesForPrincipal(principal.id),
             [('zope.Manager', Allow)])
+
+    def test_a_worker_registers_the_administrator_for_its_jobs(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        configfile = os.path.join(tmp, 'zope.conf')
+        # Without credentials (a worker on another machine): the
+        # principal exists, with a password nobody knows; no file is
+        # written.
+        principal = credentials.registerForJobs(configfile, {})
+        self.assertEqual(principal.id, 'lovely.remotetask.admin')
+        self.assertEqual(principal.getLogin(), 'lovely.remotetask.admin')
+        self.assertEqual(os.listdir(tmp), [])
+
+    def test_a_worker_takes_the_login_it_knows(self):
+        principal = credentials.registerForJobs(
+            'zope.conf', {'REMOTETASK_ADMIN': 'boss:pw'})
+        self.assertEqual(principal.getLogin(), 'boss')
