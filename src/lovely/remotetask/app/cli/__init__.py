@@ -12,6 +12,7 @@ Each opens the database of ``zope.conf`` (``session.Session``) for the
 time it runs.
 """
 import argparse
+import os
 import sys
 
 from lovely.remotetask.app import instance
@@ -36,7 +37,20 @@ def runner(command):
         except CommandError as error:
             print(f'remotetask: {printable(error)}', file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, and keep
+            # Python from complaining again when it flushes stdout.
+            _silenceStdout()
+            return 1
     return run
+
+
+def _silenceStdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass   # not a file (a test's stream)
 
 
 def jobid(text):

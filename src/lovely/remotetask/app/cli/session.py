@@ -28,7 +28,7 @@ from lovely.remotetask.interfaces import ITaskService
 
 
 #: The loggers that tell at INFO what every opening of a database does.
-QUIET = ('zope.generations', 'lovely.remotetask.app')
+QUIET = ('zope.generations', 'lovely.remotetask.app', 'ZEO', 'relstorage')
 
 
 class CommandError(Exception):

@@ -290,6 +290,39 @@ class EscapingTests(WithSession):
         self.assertEqual(status, 2)
         self.assertEqual(err.getvalue(), f'remotetask: {ESCAPED}\n')
 
+    def test_a_reader_that_went_away_ends_it_quietly(self):
+        # ``remotetask jobs show ID | head -1``: the pipe closes.
+        import argparse
+        import contextlib
+        import io
+        from lovely.remotetask.app import cli
+
+        def show(session, args, out):
+            raise BrokenPipeError(32, 'Broken pipe')
+
+        class Session:
+            def __init__(self, *args):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *args):
+                pass
+        err = io.StringIO()
+        original = cli.Session
+        cli.Session = Session
+        try:
+            # A stream, not the test's own stdout: that is not silenced.
+            with contextlib.redirect_stderr(err), \
+                    contextlib.redirect_stdout(io.StringIO()):
+                status = cli.runner(show)(argparse.Namespace(
+                    config=None, verbose=False))
+        finally:
+            cli.Session = original
+        self.assertEqual(status, 1)
+        self.assertEqual(err.getvalue(), '')
+
 
 def test_suite():
     return unittest.TestSuite([
