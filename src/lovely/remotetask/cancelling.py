@@ -89,21 +89,12 @@ def startAttempt(job):
         job.cancelRequest.clear()
 
 
-def _readCurrent(obj):
-    """Make the current transaction conflict if ``obj`` changes before it
-    commits (see the module doc)."""
-    jar = obj._p_jar
-    if jar is not None and obj._p_oid is not None:
-        obj._p_activate()
-        jar.readCurrent(obj)
-
-
 def request(service, job, now=None):
     """Request the cancel of a running job."""
     if job.status != PROCESSING:
         raise ValueError(f'Job {job.id} is {job.status}, not running')
     now = now or datetime.datetime.now(UTC)
-    _readCurrent(job)
+    progress.readCurrent(job)
     if job.cancelRequest is None:
         job.cancelRequest = CancelRequest()
     if not job.cancelRequest.requested:
@@ -117,7 +108,7 @@ def isRequested(job):
     request = job.cancelRequest
     if request is None:
         return False
-    _readCurrent(request)
+    progress.readCurrent(request)
     return request.requested
 
 

@@ -80,6 +80,7 @@ import collections
 import itertools
 
 from lovely.remotetask import interfaces
+from lovely.remotetask import progress
 from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -146,11 +147,12 @@ def _settled(job):
     return tuple(job._dependants) or tuple(vars(job).get('dependants', ()))
 
 
-def waitingFor(job):
-    """The ids of the jobs a waiting job waits for: those of ``after``
-    that have not ended (read from them: nothing stores it)."""
+def waitingFor(job, always=False):
+    """The ids of the jobs a waiting job (with ``always``, any job) waits
+    for: those of ``after`` that have not ended (read from them: nothing
+    stores it)."""
     service = job.__parent__
-    if job.status != WAITING or service is None:
+    if (job.status != WAITING and not always) or service is None:
         return ()
     return tuple(jobid for jobid in job.after
                  if _status(service, jobid) not in ENDED + (None,))
@@ -210,7 +212,7 @@ def attach(service, job, jobs):
         return
     for parent in jobs:
         if parent.status not in ENDED:
-            _readCurrent(parent)
+            progress.readCurrent(parent)
             service._followers.add(_link(parent.id, job.id))
 
 
@@ -228,18 +230,10 @@ def retried(service, job):
             f'retry that one first')
     if status == QUEUED:
         return None
-    for jobid in job.after:
-        if _status(service, jobid) not in ENDED + (None,):
-            service.jobs[jobid]._p_activate()
-            _readCurrent(service.jobs[jobid])
-            service._followers.add(_link(jobid, job.id))
+    for jobid in waitingFor(job, always=True):
+        progress.readCurrent(service.jobs[jobid])
+        service._followers.add(_link(jobid, job.id))
     return WAITING
-
-
-def _readCurrent(obj):
-    jar = obj._p_jar
-    if jar is not None and obj._p_oid is not None:
-        jar.readCurrent(obj)
 
 
 def _verdict(service, job):
@@ -290,15 +284,23 @@ def settle(service, job):
     ended, done = [job], []
     while ended:
         parent = ended.pop()
-        decided = []
-        for child in list(_waiting(service, parent.id)):
-            status = _decide(service, child)
-            if status != WAITING:
-                decided.append(child.id)
-            if status == CANCELLED:
-                ended.append(child)
+        decided, cancelled = _decideWaiting(service, parent.id)
+        ended.extend(cancelled)
         done.append((parent.id, tuple(decided)))
     return done
+
+
+def _decideWaiting(service, parentid, childids=None):
+    """Decide the waiting jobs linked to ``parentid`` (of ``childids``);
+    the ids of those decided, and the jobs cancelled."""
+    decided, cancelled = [], []
+    for child in list(_waiting(service, parentid, childids)):
+        status = _decide(service, child)
+        if status != WAITING:
+            decided.append(child.id)
+        if status == CANCELLED:
+            cancelled.append(child)
+    return decided, cancelled
 
 
 def ended(service, job):
@@ -388,14 +390,10 @@ def forget(service, jobid, job, undecided=None, children=None):
         jobid, job, undecided, children = stack.pop()
         if children is None:
             children = linked(service, jobid)
-        for child in list(_waiting(service, jobid, undecided
-                                   if undecided is not None
-                                   else children)):
-            status = _decide(service, child)
-            if status != WAITING:
-                settled += 1
-            if status == CANCELLED:
-                stack.append((child.id, child, None, None))
+        decided, cancelled = _decideWaiting(
+            service, jobid, children if undecided is None else undecided)
+        settled += len(decided)
+        stack.extend((child.id, child, None, None) for child in cancelled)
         if job is not None and children:
             known = _settled(job)
             job._dependants = known + tuple(

@@ -82,7 +82,7 @@ def retry(service, job, now=None):
     # A job of a chain waits again for the jobs it needs that have not
     # ended; refused while one of them failed (dependencies.py).
     status = dependencies.retried(service, job) if job.after else None
-    uniqueness.retake(service, job)
+    uniqueness.takeBack(service, job)
     # A late import: the job module imports nothing of the service.
     from lovely.remotetask.job import CronJob
     now = now_(now)

@@ -211,11 +211,12 @@ class JobTable:
         jobids = [keyId(key) for key in keys]
         # A late import: dependencies.py imports this module.
         from lovely.remotetask import dependencies
+        chained = dependencies.hasLinks(self)
         for key, jobid in zip(keys, jobids):
             index.remove(key)
             job = self.jobs[jobid]
             sorting.removed(self, job)
-            if dependencies.hasLinks(self):
+            if chained:
                 dependencies.forget(self, jobid, job)
             uniqueness.forget(self, job)
             progress.forget(self, jobid)

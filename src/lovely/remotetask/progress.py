@@ -217,6 +217,16 @@ def inOwnTransaction(obj, change, retries=RETRIES):
         conn.close()
 
 
+def readCurrent(obj):
+    """Make the current transaction conflict if ``obj`` changes before it
+    commits (``Connection.readCurrent``; see cancelling.py and
+    dependencies.py)."""
+    jar = obj._p_jar
+    if jar is not None and obj._p_oid is not None:
+        obj._p_activate()
+        jar.readCurrent(obj)
+
+
 def readFresh(obj, read):
     """``read(obj)`` as the database has it now (not as of the current
     transaction's beginning): in a connection of its own."""

@@ -30,12 +30,13 @@ the service
     its job: one job results.  An add that read the key just before its
     job ended returns the id of that job, as if the add had come first.
 
-The retry of an ended job (``service.retry``) calls ``retake`` before it
-queues the job again: the job takes its key back, or, if another job took
-it meanwhile, ``DuplicateJob`` says which, and nothing changes.  Taking
-it back writes the entry even when it still names the job (it negates
-the id: a changed value), so a retry and an add of the key racing each
-other conflict, like two adds.
+The retry of an ended job (``service.retry``) calls ``retake`` (in two
+steps, ``checkRetake`` before anything changes and ``takeBack``) before
+it queues the job again: the job takes its key
+back, or, if another job took it meanwhile, ``DuplicateJob`` says which,
+and nothing changes.  Taking it back writes the entry even when it still
+names the job (it negates the id: a changed value), so a retry and an
+add of the key racing each other conflict, like two adds.
 """
 from BTrees.OOBTree import OOBTree
 
@@ -144,6 +145,11 @@ def retake(service, job):
     key needs nothing.
     """
     checkRetake(service, job)
+    takeBack(service, job)
+
+
+def takeBack(service, job):
+    """``retake`` once ``checkRetake`` let it: write the key's entry."""
     key = job.uniqueKey
     if key is None:
         return

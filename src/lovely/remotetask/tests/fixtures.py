@@ -1,6 +1,7 @@
 """A task service in a FileStorage of its own, for unit tests that run
 processors against it (each connection with its own transaction
-manager, as processor threads have)."""
+manager, as processor threads have); one in a DemoStorage for the
+others."""
 import shutil
 import tempfile
 import unittest
@@ -10,6 +11,7 @@ import ZODB
 import zope.component
 import zope.component.testing
 import zope.interface
+from ZODB.DemoStorage import DemoStorage
 from ZODB.FileStorage import FileStorage
 
 from lovely.remotetask import interfaces
@@ -21,6 +23,24 @@ def provide(name, func):
     """Register ``func`` as the task ``name``."""
     zope.interface.alsoProvides(func, interfaces.ITask)
     zope.component.provideUtility(func, interfaces.ITask, name)
+
+
+class ServiceInDemoStorage(unittest.TestCase):
+    """``self.service``, a TaskService committed as ``root['tasks']`` of
+    a DemoStorage, in ``self.conn`` (the thread's transaction manager)."""
+
+    def setUp(self):
+        zope.component.testing.setUp()
+        self.db = ZODB.DB(DemoStorage())
+        self.conn = self.db.open()
+        self.conn.root()['tasks'] = self.service = TaskService()
+        transaction.commit()
+
+    def tearDown(self):
+        transaction.abort()
+        self.conn.close()
+        self.db.close()
+        zope.component.testing.tearDown()
 
 
 class ServiceInFileStorage(unittest.TestCase):

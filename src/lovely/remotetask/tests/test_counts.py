@@ -7,37 +7,28 @@ import xmlrpc.client
 from unittest import mock
 
 import transaction
-import ZODB
 import zope.component
-import zope.component.testing
-from ZODB.DemoStorage import DemoStorage
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import task
 from lovely.remotetask import testing
 from lovely.remotetask.interfaces import MAX_COUNT
 from lovely.remotetask.service import TaskService
+from lovely.remotetask.tests.fixtures import ServiceInDemoStorage
+from lovely.remotetask.tests.test_functional_edges import MANAGER
+from lovely.remotetask.tests.test_functional_edges import \
+    FunctionalTestCase
 
 
 TOO_MANY = MAX_COUNT + 1
 HUGE = 2 ** 64
 
 
-class ServiceTests(unittest.TestCase):
+class ServiceTests(ServiceInDemoStorage):
 
     def setUp(self):
-        zope.component.testing.setUp()
+        super().setUp()
         zope.component.provideUtility(task.echo, interfaces.ITask, 'echo')
-        self.db = ZODB.DB(DemoStorage())
-        self.conn = self.db.open()
-        self.conn.root()['tasks'] = self.service = TaskService()
-        transaction.commit()
-
-    def tearDown(self):
-        transaction.abort()
-        self.conn.close()
-        self.db.close()
-        zope.component.testing.tearDown()
 
     def assertRefused(self, call, name, value):
         with self.assertRaises(ValueError) as caught:
@@ -216,45 +207,21 @@ class JSONAPITests(unittest.TestCase):
             MAX_COUNT)
 
 
-class LimitsTabTests(unittest.TestCase):
-
-    layer = testing.layer
-
-    def setUp(self):
-        root = testing.getRootFolder()
-        root['tasks'] = self.service = TaskService()
-        transaction.commit()
-
-    def tearDown(self):
-        transaction.abort()
+class LimitsTabTests(FunctionalTestCase):
 
     def test_a_cap_too_large(self):
         body = (f'task=echo&maxConcurrent={HUGE}&rateCount=&rateSeconds='
                 f'&keepCompleted={HUGE}&keepFailed=&SAVE=Save')
-        response = testing.http(
-            'POST /tasks/@@limits.html HTTP/1.0\n'
-            'Authorization: Basic mgr:mgrpw\n'
-            'Sec-Fetch-Site: same-origin\n'
-            'Content-Type: application/x-www-form-urlencoded\n'
-            f'Content-Length: {len(body)}\n\n{body}')
+        response = self.post('/tasks/@@limits.html', body,
+                             MANAGER + 'Sec-Fetch-Site: same-origin\n')
         self.assertEqual(response.getStatus(), 400)
         self.assertIn('maxConcurrent must be a whole number from 1 to '
                       '2147483647', response.getBody().decode())
 
 
-class XMLRPCTests(unittest.TestCase):
+class XMLRPCTests(FunctionalTestCase):
     """XML-RPC takes no counts but job ids, priorities and schedules,
     each checked already; its ints are unbounded in what it parses."""
-
-    layer = testing.layer
-
-    def setUp(self):
-        root = testing.getRootFolder()
-        root['tasks'] = TaskService()
-        transaction.commit()
-
-    def tearDown(self):
-        transaction.abort()
 
     def call(self, name, *params):
         body = (f'<?xml version="1.0"?><methodCall><methodName>{name}'

@@ -1091,6 +1091,26 @@ class Chains:
     links = 60
     killed = (10, 25, 40)
 
+    def assertChainRanOnce(self, tm, conn, service, ids):
+        """Wait for the chain ``ids`` to end; each link completed once,
+        after its parent.  Returns the jobs."""
+        try:
+            waitFor(fresh(tm, lambda: service.getStatus(ids[-1])
+                          in ('completed', 'error', 'cancelled')),
+                    60 + 10 * self.leaseTime, message='the chain to end')
+        except AssertionError:
+            self.fail(self.diagnostics(conn))
+        tm.begin()
+        jobs = [service.jobs[jobid] for jobid in ids]
+        self.assertEqual({job.status for job in jobs}, {'completed'},
+                         self.diagnostics(conn))
+        counts = conn.root()['counts']
+        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
+                         {jobid: 1 for jobid in ids})
+        for parent, child in zip(jobs, jobs[1:]):
+            self.assertGreaterEqual(child.started, parent.completed)
+        return jobs
+
     def test_sigkill_in_the_middle_of_a_chain(self):
         db, oid, tm, conn = self.setUpService()
         service = faultsupport.service(conn)
@@ -1112,21 +1132,7 @@ class Chains:
                       if proc.pid == pid]
             self.procs.kill(workers[label])
             workers[label] = self.startWorker(label, ready=False)
-        try:
-            waitFor(fresh(tm, lambda: service.getStatus(ids[-1])
-                          in ('completed', 'error', 'cancelled')),
-                    60 + 10 * self.leaseTime, message='the chain to end')
-        except AssertionError:
-            self.fail(self.diagnostics(conn))
-        tm.begin()
-        jobs = [service.jobs[jobid] for jobid in ids]
-        self.assertEqual({job.status for job in jobs}, {'completed'},
-                         self.diagnostics(conn))
-        counts = conn.root()['counts']
-        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
-                         {jobid: 1 for jobid in ids})
-        for parent, child in zip(jobs, jobs[1:]):
-            self.assertGreaterEqual(child.started, parent.completed)
+        jobs = self.assertChainRanOnce(tm, conn, service, ids)
         # The killed links ran again (attempt 2, after their lease).
         self.assertEqual([jobs[n].attempts for n in self.killed],
                          [2] * len(self.killed))
@@ -1164,21 +1170,7 @@ class Chains:
                     tm.abort()   # the parent ended meanwhile: again
             ids.append(jobid)
             time.sleep(0.03)
-        try:
-            waitFor(fresh(tm, lambda: service.getStatus(ids[-1])
-                          in ('completed', 'error', 'cancelled')),
-                    60 + 10 * self.leaseTime, message='the chain to end')
-        except AssertionError:
-            self.fail(self.diagnostics(conn))
-        tm.begin()
-        jobs = [service.jobs[jobid] for jobid in ids]
-        self.assertEqual({job.status for job in jobs}, {'completed'},
-                         self.diagnostics(conn))
-        counts = conn.root()['counts']
-        self.assertEqual({jobid: counts.get(jobid) for jobid in ids},
-                         {jobid: 1 for jobid in ids})
-        for parent, child in zip(jobs, jobs[1:]):
-            self.assertGreaterEqual(child.started, parent.completed)
+        self.assertChainRanOnce(tm, conn, service, ids)
         self.assertEqual(service.countJobs('waiting'), 0)
         figures(self, storage=self.storageName, links=len(ids),
                 test_seconds=self.elapsed())

@@ -5,38 +5,26 @@ import unittest
 import warnings
 
 import transaction
-import ZODB
 import zope.component
-import zope.component.testing
-from ZODB.DemoStorage import DemoStorage
 
 from lovely.remotetask import interfaces
 from lovely.remotetask import testing
 from lovely.remotetask.limits import MAX_DATA_SIZE
 from lovely.remotetask.service import TaskService
 from lovely.remotetask.task import SimpleTask
+from lovely.remotetask.tests.fixtures import ServiceInDemoStorage
 
 
 MANAGER = 'Authorization: Basic mgr:mgrpw\n'
 
 
-class ServiceLimitTests(unittest.TestCase):
+class ServiceLimitTests(ServiceInDemoStorage):
 
     def setUp(self):
-        zope.component.testing.setUp()
+        super().setUp()
         self.output = None
         zope.component.provideUtility(
             SimpleTask(lambda input: self.output), interfaces.ITask, 'out')
-        self.db = ZODB.DB(DemoStorage())
-        self.conn = self.db.open()
-        self.conn.root()['tasks'] = self.service = TaskService()
-        transaction.commit()
-
-    def tearDown(self):
-        transaction.abort()
-        self.conn.close()
-        self.db.close()
-        zope.component.testing.tearDown()
 
     def test_the_default(self):
         self.assertEqual(self.service.maxDataSize, MAX_DATA_SIZE)

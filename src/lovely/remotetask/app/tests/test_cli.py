@@ -259,69 +259,45 @@ class EscapingTests(WithSession):
         self.assertNoControls(out.getvalue())
         self.assertIn(ESCAPED, out.getvalue())
 
-    def test_errors(self):
+    def runner(self, command):
+        """``cli.runner(command)`` without a database (a stand-in
+        session), stdout a stream; its status and what went to stderr."""
         import argparse
         import contextlib
         import io
+        from unittest import mock
         from lovely.remotetask.app import cli
+
+        class Session:
+            def __init__(self, *args):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *args):
+                pass
+        err = io.StringIO()
+        # A stream, not the test's own stdout: that is never silenced.
+        with mock.patch.object(cli, 'Session', Session), \
+                contextlib.redirect_stderr(err), \
+                contextlib.redirect_stdout(io.StringIO()):
+            status = cli.runner(command)(argparse.Namespace(
+                config=None, verbose=False))
+        return status, err.getvalue()
+
+    def test_errors(self):
         from lovely.remotetask.app.cli.session import CommandError
 
         def fail(session, args, out):
             raise CommandError(NASTY)
-
-        class Session:
-            def __init__(self, *args):
-                pass
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *args):
-                pass
-        err = io.StringIO()
-        original = cli.Session
-        cli.Session = Session
-        try:
-            with contextlib.redirect_stderr(err):
-                status = cli.runner(fail)(argparse.Namespace(
-                    config=None, verbose=False))
-        finally:
-            cli.Session = original
-        self.assertEqual(status, 2)
-        self.assertEqual(err.getvalue(), f'remotetask: {ESCAPED}\n')
+        self.assertEqual(self.runner(fail), (2, f'remotetask: {ESCAPED}\n'))
 
     def test_a_reader_that_went_away_ends_it_quietly(self):
         # ``remotetask jobs show ID | head -1``: the pipe closes.
-        import argparse
-        import contextlib
-        import io
-        from lovely.remotetask.app import cli
-
         def show(session, args, out):
             raise BrokenPipeError(32, 'Broken pipe')
-
-        class Session:
-            def __init__(self, *args):
-                pass
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *args):
-                pass
-        err = io.StringIO()
-        original = cli.Session
-        cli.Session = Session
-        try:
-            # A stream, not the test's own stdout: that is not silenced.
-            with contextlib.redirect_stderr(err), \
-                    contextlib.redirect_stdout(io.StringIO()):
-                status = cli.runner(show)(argparse.Namespace(
-                    config=None, verbose=False))
-        finally:
-            cli.Session = original
-        self.assertEqual(status, 1)
-        self.assertEqual(err.getvalue(), '')
+        self.assertEqual(self.runner(show), (1, ''))
 
 
 def test_suite():
