@@ -65,8 +65,15 @@ and ``_taskCounts`` (OOBTree: task name -> BTrees.Length)
 
 ``_created``, ``_started``, ``_duration`` (time sets)
     The sorts of ``listJobs(sort=...)``: see sorting.py.
+
+``_inbox`` (time set)
+    The new queued jobs that the structures above do not hold yet: an
+    add writes its job, ``jobs`` and the inbox, and the status index, the
+    ready queue, the task's id set, the counters and ``_created`` take
+    them in batches.  Readers merge it in; see inbox.py.
 """
 import datetime
+import heapq
 import itertools
 import random
 
@@ -76,6 +83,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
 from lovely.remotetask import events
+from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import priorities
 from lovely.remotetask import progress
@@ -143,6 +151,7 @@ class JobTable:
         self._priorityQueues = priorities.newQueues()
         tasklimits.initGates(self)
         sorting.initIndexes(self)
+        self._inbox = inbox.newInbox()
 
     # -- jobs by id ----------------------------------------------------------
 
@@ -177,17 +186,18 @@ class JobTable:
             self._v_nextid = None
 
     def _insert(self, job):
-        status, job.status = job.status, None
         job.__parent__ = self
         self.jobs[job.id] = job
-        self._setStatus(job, status, job.created)
-        byTask = self._byTask.get(job.task)
-        if byTask is None:
-            byTask = self._byTask[job.task] = timeset.newIdSet()
-            self._taskCounts[job.task] = Length()
-        byTask.add(job.id)
-        self._taskCounts[job.task].change(1)
         events.afterCommit(self, events.JobEnqueued(self, job))
+        if job.status == QUEUED:
+            # Indexed later, with others (see inbox.py).
+            job._statusKey = timeKey(job.created, job.id)
+            inbox.put(self, job)
+            return
+        status, job.status = job.status, None
+        self._setStatus(job, status, job.created)
+        inbox.taskSet(self, job.task).add(job.id)
+        self._taskCounts[job.task].change(1)
         sorting.added(self, job)
 
     def _newest(self, status, limit=None):
@@ -241,6 +251,10 @@ class JobTable:
         key = timeKey(when, job.id)
         if old == status and job._statusKey == key:
             return
+        if old == QUEUED and inbox.isPending(self, job):
+            # A new job (inbox.py): in no set of the index, not counted.
+            inbox.take(self, job)
+            old = None
         sorting.statusChanged(self, job, old, status, when)
         if old is not None:
             self._statusSet(old, job).remove(job._statusKey)
@@ -271,7 +285,14 @@ class JobTable:
     def _queuedSets(self):
         """Every set that holds queued jobs: the index of ``queued``."""
         return [keys for priority, keys in priorities.allSets(self)] \
-            + tasklimits.heldSets(self)
+            + tasklimits.heldSets(self) + [self._inbox]
+
+    def _statusSets(self, status):
+        """The sets of the status index that hold the jobs in ``status``.
+        """
+        if status == QUEUED:
+            return self._queuedSets()
+        return [self._index[status]]
 
     def _statusKeys(self, status, after=None, reverse=False):
         """The index keys of ``status`` after the cursor ``after``, in
@@ -342,7 +363,8 @@ class JobTable:
         """When the first queued job may run (aware datetime), or None."""
         due = [self.jobs[keyId(key)].due
                or datetime.datetime.fromtimestamp(keySecond(key), UTC)
-               for key in priorities.firstReady(self)]
+               for key in priorities.firstReady(self)
+               + [key for key in inbox.keys(self)][:1]]
         room = tasklimits.nextRoom(self)
         if room is not None:
             due.append(room)
@@ -360,14 +382,15 @@ class JobTable:
     def wakeOids(self):
         """The oids whose change means a job may be due (see wakeup.py)."""
         return [self._counts[status]._p_oid
-                for status in (QUEUED, DELAYED, CRONJOB)]
+                for status in (QUEUED, DELAYED, CRONJOB)] \
+            + [self._inbox._p_oid]
 
     def compact(self):
         """See ITaskServiceProcessing."""
         sets = list(self._index.items()) + [('schedule', self._schedule)] \
             + [(f'priority {priority}', keys)
                for priority, keys in self._priorityQueues.items()] \
-            + [('links', self._followers)]
+            + [('links', self._followers), ('inbox', self._inbox)]
         return [name for name, keys in sets
                 if timeset.compact(keys, self._p_jar)]
 
@@ -385,16 +408,35 @@ class JobTable:
         """
         self._checkStatus(status)
         if task is not None:
-            byTask = self._byTask.get(task)
-            if byTask is None:
+            inTask = self._inTask(task)
+            if inTask is None:
                 return iter(())
             if status is None:
-                return iter(timeset.ids(byTask))
+                return self._idsAfter(None, task, None, False)
             return (keyId(key) for key in self._statusKeys(status)
-                    if keyId(key) in byTask)
+                    if inTask(keyId(key)))
         if status is not None:
             return (keyId(key) for key in self._statusKeys(status))
         return iter(self.jobs.keys())
+
+    def _taskSets(self, task):
+        """The id sets of ``task``: the stored one (if any) and one of
+        its pending jobs (inbox.py); [] for a task without jobs."""
+        stored = self._byTask.get(task)
+        pending = inbox.taskIds(self, task)
+        return ([] if stored is None else [stored]) \
+            + ([pending] if len(pending) > 1 else [])
+
+    def _inTask(self, task):
+        """A test of job ids for ``task``, None if it has no jobs."""
+        sets = self._taskSets(task)
+        if not sets:
+            return None
+        return lambda jobid: any(jobid in ids for ids in sets)
+
+    def taskNames(self):
+        """The names of the tasks that have jobs here, sorted."""
+        return sorted(set(self._byTask.keys()) | inbox.tasks(self))
 
     def countJobs(self, status=None, task=None, createdAfter=None,
                   createdBefore=None):
@@ -403,14 +445,18 @@ class JobTable:
         if createdAfter is not None or createdBefore is not None:
             return sorting.countIds(self, status, task, createdAfter,
                                     createdBefore)
+        pending = inbox.count(self)
         if task is None and status is None:
             # The counters, not len(self.jobs), which walks every bucket.
-            return sum(count() for count in self._counts.values())
+            return sum(count() for count in self._counts.values()) \
+                + pending
         if task is None:
-            return self._counts[status]()
+            return self._counts[status]() + (
+                pending if status == QUEUED else 0)
         if status is None:
             count = self._taskCounts.get(task)
-            return 0 if count is None else count()
+            return (0 if count is None else count()) + (
+                pending and len(inbox.taskIds(self, task)) - 1)
         # Both: one membership test per job in the status, no job loaded.
         return sum(1 for jobid in self._filtered(status, task))
 
@@ -452,19 +498,20 @@ class JobTable:
         if ``reverse``, lazily: each step costs the same, whatever the
         size of the list."""
         self._checkStatus(status)
-        byTask = None if task is None else self._byTask.get(task)
-        if task is not None and byTask is None:
+        inTask = None if task is None else self._inTask(task)
+        if task is not None and inTask is None:
             return iter(())
         if status is not None:
             ids = (keyId(key) for key in self._statusKeys(
                 status, after, reverse))
-            if byTask is not None:
+            if inTask is not None:
                 # Not bounded: a membership test per job in the status.
-                ids = (jobid for jobid in ids if jobid in byTask)
+                ids = (jobid for jobid in ids if inTask(jobid))
             return ids
-        if byTask is not None:
-            return _following(byTask, after, reverse, timeset._SENTINEL,
-                              None)
+        if task is not None:
+            return heapq.merge(*(
+                _following(ids, after, reverse, timeset._SENTINEL, None)
+                for ids in self._taskSets(task)), reverse=reverse)
         return _following(self.jobs, after, reverse, None, None)
 
 

@@ -174,7 +174,7 @@ class DatabaseCollector:
                 for status in STATUSES:
                     jobs.add_metric([name, status], service.countJobs(status))
                 # The per-task counters of the job table (jobtable.py).
-                for task in list(getattr(service, '_taskCounts', {}).keys()):
+                for task in service.taskNames():
                     tasks.add_metric([name, task],
                                      service.countJobs(task=task))
                 first = service._firstQueued()

@@ -138,11 +138,16 @@ def _ready(service, keys, now, size):
         yield key
 
 
+def claimOrder(key, priority, aging):
+    """What sorts ``key`` of ``priority`` into claim order."""
+    return (keySecond(key) - priority * aging, -priority, key)
+
+
 def _virtual(keys, priority, aging):
     """``((virtual time, -priority, key), key)`` of ``keys``: sorted
     so, the keys of several priorities merge in claim order."""
     for key in keys:
-        yield (keySecond(key) - priority * aging, -priority, key), key
+        yield claimOrder(key, priority, aging), key
 
 
 def readyKeys(service, now, size, spread=1, partition=None):

@@ -31,6 +31,7 @@ from lovely.remotetask import audit
 from lovely.remotetask import cancelling
 from lovely.remotetask import dependencies
 from lovely.remotetask import history
+from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import priorities
@@ -294,6 +295,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         """See ITaskServiceRead."""
         now = now_(now)
         return (self._nextDue(now) is not None
+                or inbox.count(self) > 0
                 or bool(self._readyKeys(now, 1)))
 
     # -- limits and retention (see tasklimits.py, retention.py) -------------

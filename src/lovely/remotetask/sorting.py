@@ -8,11 +8,12 @@ table (tests/test_sorting.py counts the loads).  Three structures are new
 the rest is derived from the job table's (see jobtable.py):
 
 ``_created`` (time set: ``timeKey(job.created, id)``)
-    Every job, by when it was created.  Written by ``add`` (one key, in
-    the set's last bucket: concurrent adds merge there as they do in the
+    Every job, by when it was created, but for the new jobs of the inbox
+    (whose keys there are the same, and which walks merge in; see
+    inbox.py).  Written when jobs leave the inbox (one key each, in the
+    set's last bucket: concurrent inserts merge there as they do in the
     index of queued jobs, see timeset.py) and by ``clean``, which loads
-    each removed job to find its key.  The only structure an add writes
-    more than before.
+    each removed job to find its key.
 
 ``_started`` and ``_duration`` (time sets)
     The finished jobs (completed or error) by when their last run started
@@ -55,6 +56,7 @@ import itertools
 
 from BTrees.LLBTree import LLTreeSet
 
+from lovely.remotetask import inbox
 from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -130,25 +132,31 @@ def removed(table, job):
 # -- walking -----------------------------------------------------------------
 
 def segments(table, sort, status=None, task=None):
-    """The segments of ``sort`` (see the module doc): lists of sets."""
+    """The segments of ``sort`` (see the module doc): lists of sets.
+
+    The queued jobs are in several sets (priorities, gates, the inbox:
+    see jobtable's ``_statusSets``); the jobs of a task in its id set
+    and, while they are new, in the inbox (see inbox.py).
+    """
     index = table._index
+    sets = table._statusSets
     if sort == 'created':
-        return [[table._created]]
+        return [[table._created, table._inbox]]
     if sort == 'started':
         return [[index[PROCESSING], table._started]] + [
-            [index[name]] for name in WAITING]
+            sets(name) for name in WAITING]
     if sort == 'completed':
         return [[index[COMPLETED], index[ERROR]]] + [
-            [index[name]] for name in UNFINISHED]
+            sets(name) for name in UNFINISHED]
     if sort == 'duration':
-        return [[table._duration]] + [[index[name]] for name in UNFINISHED]
+        return [[table._duration]] + [sets(name) for name in UNFINISHED]
     if sort == 'status':
         # Filtered by status: only its segment is walked.
-        return [[index[name]] if status in (None, name) else []
+        return [sets(name) if status in (None, name) else []
                 for name in STATUSES]
     if sort == 'task':
-        return [[table._byTask[name]] if task in (None, name) else []
-                for name in table._byTask.keys()]
+        return [table._taskSets(name) if task in (None, name) else []
+                for name in table.taskNames()]
     raise ValueError(sort)
 
 
@@ -190,7 +198,7 @@ def cursor(table, job, sort):
     if sort == 'status':
         return STATUSES.index(job.status) << _SHIFT | job._statusKey
     if sort == 'task':
-        return list(table._byTask.keys()).index(job.task) << _SHIFT | job.id
+        return table.taskNames().index(job.task) << _SHIFT | job.id
     keys = job._sortKeys
     if sort == 'started':
         if job.status == PROCESSING:
@@ -217,10 +225,11 @@ def createdRange(createdAfter, createdBefore):
 def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
     """The pairs of ``walk`` that pass the filters the walk does not
     apply itself (see the module doc for what each costs)."""
-    byTask = None if task is None or sort == 'task' \
-        else table._byTask.get(task)
-    if task is not None and task not in table._byTask:
+    inTask = None if task is None else table._inTask(task)
+    if task is not None and inTask is None:
         return iter(())
+    if sort == 'task':
+        inTask = None
     statusTest = status if sort != 'status' else None
     low, high = createdRange(createdAfter, createdBefore)
     timed = createdAfter is not None or createdBefore is not None
@@ -230,7 +239,7 @@ def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
         key, jobid = pair
         if keyTimed:
             return low <= key & _MASK <= high
-        if byTask is not None and jobid not in byTask:
+        if inTask is not None and not inTask(jobid):
             return False
         if statusTest is None and not timed:
             return True
@@ -267,16 +276,18 @@ def countIds(table, status=None, task=None, createdAfter=None,
              createdBefore=None):
     """How many jobs pass the filters, with a creation time range."""
     low, high = createdRange(createdAfter, createdBefore)
+    keys = itertools.chain(table._created.keys(low, high),
+                           inbox.keys(table, low, high))
     if status is None and task is None:
         # The keys of the range: buckets are read, no job.
-        return sum(1 for key in table._created.keys(low, high))
-    byTask = None if task is None else table._byTask.get(task)
-    if task is not None and byTask is None:
+        return sum(1 for key in keys)
+    inTask = None if task is None else table._inTask(task)
+    if task is not None and inTask is None:
         return 0
     count = 0
-    for key in table._created.keys(low, high):
+    for key in keys:
         jobid = keyId(key)
-        if byTask is not None and jobid not in byTask:
+        if inTask is not None and not inTask(jobid):
             continue
         if status is not None and table.jobs[jobid].status != status:
             continue

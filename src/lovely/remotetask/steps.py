@@ -39,6 +39,7 @@ from lovely.remotetask import cancelling
 from lovely.remotetask import dependencies
 from lovely.remotetask import events
 from lovely.remotetask import history
+from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import limits
 from lovely.remotetask import tasklimits
@@ -107,6 +108,9 @@ class ProcessingSteps:
                 break
             self._unschedule(job)
             jobs.append(job)
+        # New jobs: taken at once, or into the ready queues (inbox.py).
+        if inbox.due(self, now, size):
+            jobs.extend(inbox.claimOrIndex(self, now, size - len(jobs)))
         # The ready queues, within the tasks' limits (see tasklimits.py).
         jobs.extend(tasklimits.claimReady(self, now, size - len(jobs),
                                           partition))
@@ -119,7 +123,7 @@ class ProcessingSteps:
     def groupSize(self, limit, claimers=1):
         """How many jobs a claimer should take: one when the queue is
         short, a share of the queue when it is long, at most ``limit``."""
-        queued = self._counts[QUEUED]()
+        queued = self._counts[QUEUED]() + inbox.count(self)
         return max(1, min(limit, math.ceil(queued / (2 * claimers))))
 
     def _claimJob(self, jobid, worker, now):

@@ -277,6 +277,11 @@ def release(service, job):
     job._slot = None
 
 
+def unlimited(service):
+    """No task has limits here, and no job is held back."""
+    return not limitedTasks(service) and not _anyHeld(service)
+
+
 def claimReady(service, now, size, partition=None):
     """Up to ``size`` queued jobs to claim at ``now``, within the limits.
 

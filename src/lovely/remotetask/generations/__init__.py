@@ -8,14 +8,15 @@ queues (evolve3.py); generation 4 adds the sort indexes of the Jobs tab
 (evolve4.py); generation 5 the ready queues of priorities and the gates
 of task limits (evolve5.py); generation 6 the status ``waiting`` and the
 map of unique keys (evolve6.py); generation 7 the links of chains
-(evolve7.py); generation 8 the map of progress reports (evolve8.py).
+(evolve7.py); generation 8 the map of progress reports (evolve8.py);
+generation 9 the inbox of new jobs (evolve9.py).
 """
 from zope.generations.generations import SchemaManager
 
 
 manager = SchemaManager(
-    # Generations 4 to 8 added structures that adds, claims and
+    # Generations 4 to 9 added structures that adds, claims and
     # completions write: evolve before use.
-    minimum_generation=8,
-    generation=8,
+    minimum_generation=9,
+    generation=9,
     package_name='lovely.remotetask.generations')

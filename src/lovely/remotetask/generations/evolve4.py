@@ -22,8 +22,10 @@ def evolveService(service):
     if '_created' in vars(service):
         return
     sorting.initIndexes(service)
+    pending = getattr(service, '_inbox', ())   # see inbox.py
     for job in service.jobs.values():
-        sorting.added(service, job)
+        if job._statusKey not in pending:
+            sorting.added(service, job)
     for status in (COMPLETED, ERROR):
         for key in list(timeKeys(service._index[status])):
             job = service.jobs[keyId(key)]

@@ -25,6 +25,7 @@ from persistent.mapping import PersistentMapping
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
+from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import processor
 from lovely.remotetask import task
@@ -166,11 +167,18 @@ class ServiceTestCase(unittest.TestCase):
             tm.abort()
             conn.close()
 
-    def addJobs(self, count, start, task='record', **kw):
-        """Add ``count`` jobs with ids ``start``, ``start + 1``, ... ."""
+    def addJobs(self, count, start, task='record', pending=False, **kw):
+        """Add ``count`` jobs with ids ``start``, ``start + 1``, ... .
+
+        Indexed, as a processor's next claim leaves them; with
+        ``pending``, left in the inbox of new jobs (see inbox.py).
+        """
         def add(service):
             service._v_nextid = start
-            return [service.add(task, n, **kw) for n in range(count)]
+            ids = [service.add(task, n, **kw) for n in range(count)]
+            if not pending:
+                inbox.index(service)
+            return ids
         ids = self.transact(add)
         self.assertEqual(ids, list(range(start, start + count)))
         return ids
@@ -192,18 +200,28 @@ class ServiceTestCase(unittest.TestCase):
         for status in STATUSES:
             self.assertEqual(service.countJobs(status), len(byStatus[status]),
                              f'count of {status!r}')
-            self.assertEqual(set(_timeIds(service._index[status])),
-                             byStatus[status], f'index of {status!r}')
+            # The queued jobs: in the ready queues or the inbox (of new
+            # jobs, see inbox.py), in one of them only.
+            sets = service._statusSets(status)
+            indexed = [list(_timeIds(keys)) for keys in sets]
+            self.assertEqual(sum(map(len, indexed)),
+                             len(set().union(*indexed)))
+            self.assertEqual(set().union(*indexed), byStatus[status],
+                             f'index of {status!r}')
             for jobid in byStatus[status]:
-                self.assertIn(service.jobs[jobid]._statusKey,
-                              service._index[status])
+                key = service.jobs[jobid]._statusKey
+                self.assertTrue(any(key in keys for keys in sets))
         self.assertEqual(sum(service.countJobs(s) for s in STATUSES),
                          len(service.jobs))
         self.assertEqual(service.countJobs(), len(service.jobs))
         self.assertEqual(
-            {name: set(ids.keys(min=1)) for name, ids
-             in service._byTask.items() if len(ids.keys(min=1))},
+            {name: set().union(*(ids.keys(min=1) for ids
+                                 in service._taskSets(name)))
+             for name in service.taskNames()},
             dict(byTask))
+        for name in service.taskNames():
+            self.assertEqual(service.countJobs(task=name),
+                             len(byTask[name]))
         # Every queued job can be claimed: its key in the index of
         # 'queued' (checked above) is the ready queue.  The schedule holds
         # exactly the delayed and cron jobs.
@@ -336,17 +354,20 @@ class AddAndClaimTests(ServiceTestCase):
     """An add and a claim of the last queued job, at once."""
 
     def addAndClaim(self, addFirst):
-        last, = self.addJobs(1, 1000)
+        last, = self.addJobs(1, 1000, pending=True)
         a, b = self.open(), self.open()
         sa, sb = self.service(a), self.service(b)
         sa._v_nextid = 2000
         new = sa.add('record', 'new')
         job = sb.claim('worker-b', self.now)
         self.assertEqual(job.id, last)
-        # Both write the one bucket of the ready queue (the index of
-        # 'queued'): the add appends to it, the claim takes its only job.
-        self.assertFalse(_spread(sa._index[QUEUED]))
-        self.assertEqual(sa._index[QUEUED]._p_oid, sb._index[QUEUED]._p_oid)
+        # Both write the one bucket of the inbox of new jobs (inbox.py):
+        # the add appends to it, the claim takes its only job out of it
+        # (into the ready queue, and out of that at once).
+        self.assertFalse(_spread(sa._inbox))
+        self.assertEqual(sa._inbox._p_oid, sb._inbox._p_oid)
+        self.assertEqual(list(_timeIds(sa._inbox)), [last, new])
+        self.assertEqual(list(_timeIds(sb._inbox)), [])
         self.assertEqual(list(_timeIds(sb._index[QUEUED])), [])
         first, second = (a, b) if addFirst else (b, a)
         self.commit(first)
@@ -355,7 +376,7 @@ class AddAndClaimTests(ServiceTestCase):
         self.assertEqual(service.getStatus(last), PROCESSING)
         self.assertEqual(service.jobs[last].worker, 'worker-b')
         self.assertEqual(service.getStatus(new), QUEUED)
-        self.assertEqual(list(_timeIds(service._index[QUEUED])), [new])
+        self.assertEqual(list(_timeIds(service._inbox)), [new])
         self.assertConsistent(service)
         # The added job is claimable.
         claimed = self.transact(lambda s: s.claim('worker-c', self.now).id)

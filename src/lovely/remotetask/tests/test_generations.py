@@ -13,12 +13,14 @@ from zope.site.folder import Folder
 from zope.site.folder import rootFolder
 from zope.site.site import LocalSiteManager
 
+from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import task
 from lovely.remotetask.generations import evolve2
 from lovely.remotetask.generations import evolve3
 from lovely.remotetask.generations import evolve7
 from lovely.remotetask.generations import evolve8
+from lovely.remotetask.generations import evolve9
 from lovely.remotetask import dependencies
 from lovely.remotetask.generations.utility import taskServices
 from lovely.remotetask.generations import manager
@@ -68,8 +70,8 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 8)
-        self.assertEqual(manager.minimum_generation, 8)
+        self.assertEqual(manager.generation, 9)
+        self.assertEqual(manager.minimum_generation, 9)
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
@@ -143,6 +145,7 @@ class Evolve3Tests(unittest.TestCase):
         queued = service.add('echo', 'now')
         ready[0].put((0, queued))
         waiting = service.jobs[service.add('echo', 'later')]
+        inbox.index(service)   # generation 1 had no inbox
         service._index[QUEUED].remove(waiting._statusKey)
         waiting._statusKey = timeKey(now, waiting.id)
         service._index[QUEUED].add(waiting._statusKey)
@@ -238,3 +241,23 @@ class Evolve8Tests(Evolve3Tests):
         service.claim('w')
         service.setProgress(jobid, 0.5, 'half')
         self.assertEqual(service.getProgress(jobid)['message'], 'half')
+
+
+class Evolve9Tests(Evolve3Tests):
+    """Generation 9 adds the service's inbox of new jobs."""
+
+    def test_the_inbox_is_added_once(self):
+        self.root['tasks'] = service = TaskService()
+        old = service.add('echo', 'old')
+        inbox.index(service)
+        del service._inbox
+        transaction.commit()
+        evolve9.evolve(Context(self.conn))
+        transaction.commit()
+        keys = service._inbox
+        evolve9.evolve(Context(self.conn))
+        self.assertIs(service._inbox, keys)
+        new = service.add('echo', 'new')
+        self.assertEqual(service.countJobs(QUEUED), 2)
+        self.assertEqual([j.id for j in service.claimGroup('w', 10)],
+                         [old, new])

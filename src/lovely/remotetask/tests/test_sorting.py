@@ -1,6 +1,7 @@
 """Sorted lists of jobs (sorting.py): the order, the pages, the cost."""
 import datetime
 
+from lovely.remotetask import inbox
 from lovely.remotetask import sorting
 from lovely.remotetask.generations import evolve4
 from lovely.remotetask.interfaces import CANCELLED
@@ -91,6 +92,8 @@ class SortTests(ServiceTestCase):
                     service.cancel(jobid)
                 elif n % 10 == 5:
                     service._claimJob(jobid, 'w', at(1000 + n))
+            # The rest are indexed, as a processor's next claim does.
+            inbox.index(service)
         transact(work)
 
     def walk(self, service, sort, size, reverse=False, **filters):
@@ -175,7 +178,8 @@ class SortTests(ServiceTestCase):
         self.assertEqual(removed, removable - 1)
         self.assertEqual(len(service._started), 2)    # the sentinels
         self.assertEqual(len(service._duration), 2)
-        self.assertEqual(len(service._created), 2 + len(service.jobs))
+        self.assertEqual(len(service._created) + inbox.count(service),
+                         2 + len(service.jobs))
         self.assertEqual(service.jobs[jobid].status, QUEUED)
         for sort in sorting.SORTS:
             self.assertEqual(self.walk(service, sort, 5),
@@ -239,3 +243,33 @@ class FlatnessTests(ServiceTestCase):
             # same bound at any size.
             self.assertLess(cost, 30 + 30 + 15, (case, small))
             self.assertLess(big[case], 30 + 30 + 15, (case, big))
+
+    def test_new_jobs_cost_at_most_the_inbox_more(self):
+        # New jobs not indexed yet (inbox.py) are merged into every page;
+        # the task sort and filter load them to learn their task: at most
+        # the inbox's size more, at any size of the table.
+        SortTests.populate(self, self.transact, 300)
+
+        def fill(service):
+            service._v_nextid = 50000
+            for n in range(inbox.SIZE):
+                service.add('echo' if n % 2 else 'record', n)
+        self.transact(fill)
+        self.assertEqual(inbox.count(self.fresh()), inbox.SIZE)
+        costs = self.costs()
+        for case, cost in costs.items():
+            bound = 30 + 30 + 15 + (inbox.SIZE if case[0] == 'task' else 0)
+            self.assertLess(cost, bound, (case, costs))
+        service = self.fresh()
+        for sort in sorting.SORTS:
+            for reverse in (False, True):
+                self.assertEqual(
+                    SortTests.walk(self, service, sort, 7, reverse),
+                    expected(service, sort, reverse), sort)
+                for filters in ({'status': QUEUED}, {'task': 'echo'},
+                                {'status': QUEUED, 'task': 'record'}):
+                    self.assertEqual(
+                        SortTests.walk(self, service, sort, 7, reverse,
+                                       **filters),
+                        expected(service, sort, reverse, **filters),
+                        (sort, filters))
