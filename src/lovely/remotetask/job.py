@@ -27,6 +27,7 @@ from lovely.remotetask import interfaces
 
 
 UTC = datetime.timezone.utc
+_MISSING = object()
 #: The longest delay (of a delayed job, or a retry's backoff): a year.
 MAX_DELAY = 366 * 24 * 3600
 
@@ -101,6 +102,18 @@ class Job(persistent.Persistent):
         self.created = created or datetime.datetime.now(UTC)
         self.maxRetries = maxRetries
         self.retryDelay = retryDelay
+
+    def __getstate__(self):
+        # Attributes at their class default (None, False) are not
+        # stored: a job is pickled at its add, its claim and its end, and
+        # each stored attribute costs every one of those pickles.
+        state = super().__getstate__()
+        cls = type(self)
+        for name in [name for name, value in state.items()
+                     if (value is None or value is False)
+                     and getattr(cls, name, _MISSING) is value]:
+            del state[name]
+        return state
 
     @property
     def __name__(self):
