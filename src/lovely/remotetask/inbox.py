@@ -13,8 +13,7 @@ first of:
 - the add that finds the inbox full (``SIZE`` keys): without a processor
   at work, a batch of adds pays for one indexing;
 - any change of a pending job's status (a cancel, say), which indexes
-  that job first;
-- ``cancelAll`` and ``compact``.
+  that job first.
 
 ``_inbox`` (a time set, see timeset.py: ``timeKey(created, id)``)
     The pending jobs' keys, which are also their keys in the index of
@@ -76,9 +75,12 @@ def jobs(table):
 def put(table, job):
     """Put a new queued job (in ``jobs`` already) into the inbox.
 
-    A full inbox is indexed first: the add pays for the batch.
+    A full inbox is indexed first: the add pays for the batch.  So is
+    one that concurrent adds pushed over a bucket: its adds would write
+    a bucket, not the set, whose change wakes the processors (see
+    ``wakeOids``).
     """
-    if count(table) >= SIZE:
+    if count(table) >= SIZE or timeset.spread(table._inbox):
         index(table)
     table._inbox.add(job._statusKey)
 
@@ -104,11 +106,15 @@ def due(table, now, size):
 
 def isPending(table, job):
     """Is ``job`` in the inbox (queued, not indexed yet)?"""
-    return job._statusKey is not None and job._statusKey in table._inbox
+    # getattr: generations before 9 (evolve3, say) change the status of
+    # jobs of a service that has no inbox yet.
+    pending = getattr(table, '_inbox', None)
+    return pending is not None and job._statusKey is not None \
+        and job._statusKey in pending
 
 
 def index(table, only=None):
-    """Index the pending jobs (or the one key ``only``); return how many.
+    """Index the pending jobs (or the keys ``only``); return how many.
 
     Each goes where an add used to put it: the ready queue of its
     priority, its task's id set, ``_created``; the counters change once
@@ -116,7 +122,7 @@ def index(table, only=None):
     """
     from lovely.remotetask import priorities
     from lovely.remotetask import sorting
-    pending = list(keys(table)) if only is None else [only]
+    pending = list(keys(table)) if only is None else list(only)
     if not pending:
         return 0
     tasks = {}
@@ -147,15 +153,19 @@ def take(table, job):
     sorting.added(table, job)
 
 
-def claimOrIndex(table, now, size):
-    """The new jobs a claim of ``size`` at ``now`` takes directly; the
-    others are indexed.
+def claimOrIndex(table, now, size, partition=None):
+    """The new jobs a claim of ``size`` at ``now`` takes directly.
 
     When no other job is queued (nothing to merge with) and no task has
     limits (nothing to hold back), the pending jobs are claimed in claim
     order (priority, then time: see priorities.py) without entering the
     ready queue: a lone new job costs its claim no write of the ready
-    queue and its counter.  Otherwise all are indexed and [] returned.
+    queue and its counter.  A claimer with a ``partition`` takes one of
+    ``CLAIM_SPREAD`` runs of ``size`` jobs of that order, as from the
+    ready queue (see jobtable's ``_readyKeys``), so that concurrent
+    claimers take different jobs, and leaves the rest where they are; a
+    lone claimer indexes the rest.  Otherwise all are indexed and []
+    returned.
     """
     from lovely.remotetask import priorities
     from lovely.remotetask import tasklimits
@@ -171,9 +181,13 @@ def claimOrIndex(table, now, size):
     aging = table.priorityAging
     jobs.sort(key=lambda job: priorities.claimOrder(
         job._statusKey, job.priority, aging))
+    if partition is not None:
+        from lovely.remotetask.jobtable import CLAIM_SPREAD
+        start = max(min((partition % CLAIM_SPREAD) * size,
+                        len(jobs) - size), 0)
+        return jobs[start:start + size]
     claimed, rest = jobs[:size], jobs[size:]
-    for job in rest:
-        index(table, job._statusKey)
+    index(table, [job._statusKey for job in rest])
     return claimed
 
 

@@ -237,16 +237,17 @@ def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
 
     def passes(pair):
         key, jobid = pair
-        if keyTimed:
-            return low <= key & _MASK <= high
+        if keyTimed and not low <= key & _MASK <= high:
+            return False
         if inTask is not None and not inTask(jobid):
             return False
-        if statusTest is None and not timed:
+        if statusTest is None and (keyTimed or not timed):
             return True
         job = table.jobs[jobid]
         if statusTest is not None and job.status != statusTest:
             return False
-        return not timed or low <= timeKey(job.created, 0) <= high
+        return keyTimed or not timed \
+            or low <= timeKey(job.created, 0) <= high
 
     return filter(passes, pairs)
 

@@ -101,23 +101,33 @@ class ProcessingSteps:
     def claimGroup(self, worker, size, now=None, partition=None):
         """See ITaskServiceProcessing."""
         now = now_(now)
+        # One lease for the group: its jobs are renewed, and expire, as one.
+        lease = self._newLease(worker, now)
         jobs = []
+
+        def take(more):
+            # Started at once: a job taken leaves the ready queue before
+            # the next look at it.
+            for job in more:
+                self._start(job, worker, now, lease)
+            jobs.extend(more)
         while len(jobs) < size:
             job = self._nextDue(now)
             if job is None:
                 break
             self._unschedule(job)
-            jobs.append(job)
+            take([job])
         # New jobs: taken at once, or into the ready queues (inbox.py).
         if inbox.due(self, now, size):
-            jobs.extend(inbox.claimOrIndex(self, now, size - len(jobs)))
+            take(inbox.claimOrIndex(self, now, size - len(jobs), partition))
         # The ready queues, within the tasks' limits (see tasklimits.py).
-        jobs.extend(tasklimits.claimReady(self, now, size - len(jobs),
-                                          partition))
-        # One lease for the group: its jobs are renewed, and expire, as one.
-        lease = self._newLease(worker, now)
-        for job in jobs:
-            self._start(job, worker, now, lease)
+        take(tasklimits.claimReady(self, now, size - len(jobs), partition))
+        if len(jobs) < size and inbox.count(self):
+            # The queued jobs were not ready (a backoff, a limit): the new
+            # ones may be.
+            inbox.index(self)
+            take(tasklimits.claimReady(self, now, size - len(jobs),
+                                       partition))
         return jobs
 
     def groupSize(self, limit, claimers=1):
