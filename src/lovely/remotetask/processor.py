@@ -35,6 +35,7 @@ thread and a committed ``add`` wakes the idle processor at once.
 """
 import itertools
 import logging
+import math
 import os
 import random
 import socket
@@ -156,13 +157,10 @@ class BaseProcessor(JobRunner):
         """
         self._nowAndThen('recover', (self._leaseTime or 60.0) / 2,
                          lambda service, now: service.recover(now), 2, now)
-        # Results with a lifetime (see retention.py), in small batches.
-        self._nowAndThen('retain', self._retentionInterval, self._retain, 0,
-                         now)
-        # Links of chains that no ending transaction settled (a process
-        # that died between the end and its follow-up, see dependencies.py).
-        self._nowAndThen('chains', self.chainInterval, self._sweepChains, 0,
-                         now)
+        # The rest of the housekeeping waits for a claim that finds
+        # nothing, so that a job that woke this processor starts without
+        # waiting for it; a busy processor does it when twice overdue.
+        self._housekeeping(now, 2)
         limit = self.maxGroup if limit is None else limit
 
         def claim(service, now):
@@ -191,11 +189,23 @@ class BaseProcessor(JobRunner):
                 self.wake()
             self._watching = ()
         if not jobids:
+            self._housekeeping(now)
             # Idle: put index sets that a burst spread over several
             # buckets back into one (see TaskService.compact).
             self._nowAndThen('compact', self.compactInterval,
                              lambda service, now: service.compact(), 0)
         return jobids
+
+    def _housekeeping(self, now, overdue=1):
+        """Retention and the chains' sweep, each in its own transaction,
+        each at most every ``overdue`` times its interval."""
+        # Results with a lifetime (see retention.py), in small batches.
+        self._nowAndThen('retain', self._retentionInterval, self._retain, 0,
+                         now, overdue)
+        # Links of chains that no ending transaction settled (a process
+        # that died between the end and its follow-up, see dependencies.py).
+        self._nowAndThen('chains', self.chainInterval, self._sweepChains, 0,
+                         now, overdue)
 
     def _followingUp(self, claim, now):
         """``_transact(claim)``, which first follows up on the chains of
@@ -222,7 +232,7 @@ class BaseProcessor(JobRunner):
     def _retain(self, service, now):
         self._retentionInterval = service.retentionInterval
         if service.applyRetention(now) >= RETENTION_BATCH:
-            self._lastDone['retain'] = 0.0   # more to do: soon again
+            self._lastDone['retain'] = -math.inf   # more to do: soon again
 
     def _sweepChains(self, service, now):
         start, settled = service.sweepChains(self._chainStart)
@@ -236,14 +246,16 @@ class BaseProcessor(JobRunner):
                              'ended', self.workerId, settled)
         service._transactionManager().get().addAfterCommitHook(committed)
 
-    def _nowAndThen(self, name, interval, func, retries, now=None):
-        """``_transact(func)``, at most every ``interval`` seconds.
+    def _nowAndThen(self, name, interval, func, retries, now=None,
+                    overdue=1):
+        """``_transact(func)``, at most every ``interval`` seconds (when
+        ``overdue`` times that has passed).
 
         A conflict means another processor is doing the same: skipped
         until next time.
         """
         clock = time.monotonic()
-        if clock - self._lastDone.get(name, 0.0) < interval:
+        if clock - self._lastDone.get(name, -math.inf) < interval * overdue:
             return
         self._lastDone[name] = clock
         try:
