@@ -59,7 +59,8 @@ conflicts (above), one that began after sees it ended.  Ends elsewhere
 (an operator's cancel in a web process, a process that died between the
 end and its next claim, a follow-up whose claim failed three times) are
 left to the ``sweep`` that every processor runs every ``chainInterval``
-seconds: it decides and removes the links of ended (or removed) parents,
+seconds (when a claim finds nothing; at least every two intervals while
+it is busy): it decides and removes the links of ended (or removed) parents,
 ``SWEEP_BATCH`` links per pass, going round all links; with many
 chains waiting, a round takes (links / batch) seconds.  ``clean``
 decides and removes the links of the jobs it removes: a removed job

@@ -107,6 +107,7 @@ class BaseProcessor(JobRunner):
         self._runningLock = threading.Lock()
         self._leaseTime = None
         self._lastDone = {}     # housekeeping name -> time.monotonic()
+        self._claims = 0        # claims so far (see _claimPartition)
         self._chainStart = 0    # where the next sweep of chains starts
         self._keeper = None
         self._keeperWake = threading.Event()
@@ -232,7 +233,10 @@ class BaseProcessor(JobRunner):
     def _retain(self, service, now):
         self._retentionInterval = service.retentionInterval
         if service.applyRetention(now) >= RETENTION_BATCH:
-            self._lastDone['retain'] = -math.inf   # more to do: soon again
+            # More to do: due again now (at the next idle claim; a busy
+            # processor's in one interval, as when it is twice overdue).
+            self._lastDone['retain'] = \
+                time.monotonic() - self._retentionInterval
 
     def _sweepChains(self, service, now):
         start, settled = service.sweepChains(self._chainStart)
@@ -264,7 +268,15 @@ class BaseProcessor(JobRunner):
             pass
 
     def _claimPartition(self):
-        return self.partition
+        """The partition of the next claim: the processor's, turned by
+        one at each claim, so that a claimer starts at the head of the
+        queue every fourth claim (a fixed one that never did could leave
+        the oldest job, or one of a higher priority, behind for good).
+        """
+        if self.partition is None:
+            return None
+        self._claims += 1
+        return self.partition + self._claims
 
     # -- the loop -------------------------------------------------------------
 

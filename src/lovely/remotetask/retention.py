@@ -24,8 +24,9 @@ A task's own setting applies to its jobs; the service's to the jobs of
 the tasks without one.
 
 Every processor applies them in the background (``applyRetention``,
-from its claim step every ``retentionInterval`` seconds, sooner while
-there is more to remove): at most ``BATCH`` jobs per transaction of
+from its claim step every ``retentionInterval`` seconds when a claim
+finds nothing, every two intervals while it is busy, sooner while there
+is more to remove): at most ``BATCH`` jobs per transaction of
 their own, with the removal machinery of ``clean`` (jobtable's
 ``_remove``), so a removal is audited as a clean (by no principal,
 detail ``completed (retention)``).  A conflict (two processors removing

@@ -5,6 +5,7 @@ either connections whose commits are interleaved by hand, or processor
 threads; waits poll with a bounded deadline.
 """
 import datetime
+import math
 import threading
 import time
 import types
@@ -336,7 +337,7 @@ class RetentionTests(JobControlCase):
         while proc.step(self.now):
             pass
         self.assertEqual(self.fresh().countJobs(COMPLETED), 30)
-        proc._lastDone['retain'] = 0.0
+        proc._lastDone['retain'] = -math.inf
         proc.claimGroup(self.now)
         self.assertEqual(self.fresh().countJobs(COMPLETED), 0)
         self.assertEqual(len(self.fresh().jobs), 0)

@@ -133,3 +133,36 @@ class BurstOfClaimsTests(ServiceTestCase):
                          ids[:5])
         self.assertEqual(len(s._inbox), 2)     # the sentinels
         self.assertEqual(s.countJobs(QUEUED), 15)
+
+
+class FixedPartitionTests(ServiceTestCase):
+    """A worker process's partition is fixed (random); its claims turn
+    it, so that the oldest new job is not left behind by a stream of
+    newer ones (a second review found it never claimed)."""
+
+    def test_the_oldest_job_is_claimed_within_a_few_claims(self):
+        for partition in (1, 2, 3, 517):
+            first = self.transact(lambda s: s.add('record', 'first'))
+            proc = self.processor(partition=partition)
+            for round in range(8):
+                self.transact(lambda s: [s.add('record', round)
+                                         for n in range(2)])
+                proc.step(self.now + T(seconds=2))
+                if self.fresh().getStatus(first) != QUEUED:
+                    break
+            self.assertNotEqual(self.fresh().getStatus(first), QUEUED,
+                                partition)
+            while proc.step(self.now + T(seconds=2)):
+                pass
+
+    def test_a_higher_priority_is_not_passed_over(self):
+        proc = self.processor(partition=3)
+        urgent = self.transact(lambda s: s.add('record', 'urgent',
+                                               priority=9))
+        for round in range(8):
+            self.transact(lambda s: [s.add('record', round, priority=0)
+                                     for n in range(2)])
+            proc.step(self.now + T(seconds=2))
+            if self.fresh().getStatus(urgent) != QUEUED:
+                break
+        self.assertNotEqual(self.fresh().getStatus(urgent), QUEUED)
