@@ -33,9 +33,14 @@ its keys with the ready queues', with ``_created``, and with the task id
 sets (as small sets built on the fly: see ``taskIds``).
 """
 from BTrees.IIBTree import IITreeSet
-from BTrees.Length import Length  # noqa: F401 (see the module doc)
+from BTrees.Length import Length
 
+from lovely.remotetask import priorities
+from lovely.remotetask import sorting
+from lovely.remotetask import tasklimits
 from lovely.remotetask import timeset
+from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.priorities import CLAIM_SPREAD
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeKeys
 
@@ -48,13 +53,10 @@ SIZE = 50
 class Inbox(timeset.TimeSet):
     """The inbox's time set: buckets of BTrees' default size."""
     max_leaf_size = 120
-    max_internal_size = 500
 
 
 def newInbox():
-    keys = Inbox()
-    keys.update((timeset._LOW, timeset._HIGH))
-    return keys
+    return timeset.newTimeSet(Inbox)
 
 
 def count(table):
@@ -95,8 +97,6 @@ def due(table, now, size):
     and indexing the same new jobs would make them conflict; the adds
     index them then (``put``), at most a second late.
     """
-    from lovely.remotetask.interfaces import QUEUED
-    from lovely.remotetask.jobtable import CLAIM_SPREAD
     first = next(iter(keys(table)), None)
     if first is None:
         return False
@@ -113,44 +113,39 @@ def isPending(table, job):
         and job._statusKey in pending
 
 
-def index(table, only=None):
-    """Index the pending jobs (or the keys ``only``); return how many.
-
-    Each goes where an add used to put it: the ready queue of its
-    priority, its task's id set, ``_created``; the counters change once
-    per batch.
-    """
-    from lovely.remotetask import priorities
-    from lovely.remotetask import sorting
-    pending = list(keys(table)) if only is None else list(only)
-    if not pending:
-        return 0
-    tasks = {}
-    for key in pending:
-        job = table.jobs[keyId(key)]
-        priorities.queuedSet(table, job.priority).add(key)
-        tasks.setdefault(job.task, []).append(job.id)
-        sorting.added(table, job)
-        table._inbox.remove(key)
-    for task, ids in tasks.items():
-        taskSet(table, task).update(ids)
-        table._taskCounts[task].change(len(ids))
-    from lovely.remotetask.interfaces import QUEUED
+def index(table, pending=None):
+    """Index the pending jobs (all, or the jobs ``pending``): each goes
+    where an add used to put it, the ready queue of its priority among
+    them."""
+    whole = pending is None
+    if whole:
+        pending = jobs(table)
+    _leave(table, pending)
+    for job in pending:
+        priorities.queuedSet(table, job.priority).add(job._statusKey)
     table._counts[QUEUED].change(len(pending))
-    if only is None:
+    if whole:
         timeset.compact(table._inbox, table._p_jar)
-    return len(pending)
 
 
 def take(table, job):
     """Index a pending job that leaves ``queued`` now (a claim, a cancel):
     as ``index`` does, but for the ready queue and its counter, which it
     would leave at once."""
-    table._inbox.remove(job._statusKey)
-    taskSet(table, job.task).add(job.id)
-    table._taskCounts[job.task].change(1)
-    from lovely.remotetask import sorting
-    sorting.added(table, job)
+    _leave(table, [job])
+
+
+def _leave(table, pending):
+    """Move ``pending`` out of the inbox into the task id sets (their
+    counters change once per task) and ``_created``."""
+    tasks = {}
+    for job in pending:
+        table._inbox.remove(job._statusKey)
+        tasks.setdefault(job.task, []).append(job.id)
+        sorting.added(table, job)
+    for task, ids in tasks.items():
+        taskSet(table, task).update(ids)
+        table._taskCounts[task].change(len(ids))
 
 
 def claimOrIndex(table, now, size, partition=None):
@@ -160,34 +155,26 @@ def claimOrIndex(table, now, size, partition=None):
     limits (nothing to hold back), the pending jobs are claimed in claim
     order (priority, then time: see priorities.py) without entering the
     ready queue: a lone new job costs its claim no write of the ready
-    queue and its counter.  A claimer with a ``partition`` takes one of
-    ``CLAIM_SPREAD`` runs of ``size`` jobs of that order, as from the
-    ready queue (see jobtable's ``_readyKeys``), so that concurrent
-    claimers take different jobs, and leaves the rest where they are; a
-    lone claimer indexes the rest.  Otherwise all are indexed and []
-    returned.
+    queue and its counter.  A claimer with a ``partition`` takes its run
+    of them, as from the ready queue (``priorities.partitionRun``), so
+    that concurrent claimers take different jobs, and leaves the rest
+    where they are; a lone claimer indexes the rest.  Otherwise all are
+    indexed and [] returned.
     """
-    from lovely.remotetask import priorities
-    from lovely.remotetask import tasklimits
-    from lovely.remotetask.interfaces import QUEUED
-    pending = list(keys(table))
-    second = int(now.timestamp())
-    if (table._counts[QUEUED]() or not pending
-            or timeset.keySecond(pending[-1]) > second
+    # The newest key (the low sentinel if there is none).
+    last = table._inbox.maxKey(timeset._HIGH - 1)
+    if (table._counts[QUEUED]() or last == timeset._LOW
+            or timeset.keySecond(last) > int(now.timestamp())
             or not tasklimits.unlimited(table)):
         index(table)
         return []
-    jobs = [table.jobs[keyId(key)] for key in pending]
+    pending = jobs(table)
     aging = table.priorityAging
-    jobs.sort(key=lambda job: priorities.claimOrder(
+    pending.sort(key=lambda job: priorities.claimOrder(
         job._statusKey, job.priority, aging))
-    if partition is not None:
-        from lovely.remotetask.jobtable import CLAIM_SPREAD
-        start = max(min((partition % CLAIM_SPREAD) * size,
-                        len(jobs) - size), 0)
-        return jobs[start:start + size]
-    claimed, rest = jobs[:size], jobs[size:]
-    index(table, [job._statusKey for job in rest])
+    claimed = priorities.partitionRun(pending, size, partition)
+    if partition is None:
+        index(table, pending[size:])
     return claimed
 
 

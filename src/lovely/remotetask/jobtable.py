@@ -86,6 +86,7 @@ from lovely.remotetask import events
 from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import priorities
+from lovely.remotetask.priorities import CLAIM_SPREAD
 from lovely.remotetask import progress
 from lovely.remotetask import sorting
 from lovely.remotetask import tasklimits
@@ -105,8 +106,6 @@ from lovely.remotetask.timeset import timeKeys
 
 
 UTC = datetime.timezone.utc
-#: Concurrent claimers start at one of this many places in the ready jobs.
-CLAIM_SPREAD = 4
 
 
 def now_(now=None):
@@ -364,7 +363,7 @@ class JobTable:
         due = [self.jobs[keyId(key)].due
                or datetime.datetime.fromtimestamp(keySecond(key), UTC)
                for key in priorities.firstReady(self)
-               + [key for key in inbox.keys(self)][:1]]
+               + list(itertools.islice(inbox.keys(self), 1))]
         room = tasklimits.nextRoom(self)
         if room is not None:
             due.append(room)

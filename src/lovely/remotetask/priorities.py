@@ -60,6 +60,8 @@ from lovely.remotetask.timeset import timeKeys
 
 
 LOWEST, DEFAULT, HIGHEST = 0, 5, 9
+#: Concurrent claimers start at one of this many places in the ready jobs.
+CLAIM_SPREAD = 4
 PRIORITIES = range(LOWEST, HIGHEST + 1)
 #: The default of a service's ``priorityAging``: seconds of waiting that
 #: one priority level is worth.
@@ -167,12 +169,18 @@ def readyKeys(service, now, size, spread=1, partition=None):
         ready = (key for virtual, key in heapq.merge(
             *(_virtual(_ready(service, keys, now, size), priority, aging)
               for priority, keys in used)))
-    ready = list(itertools.islice(ready, size * spread))
-    if partition is not None and len(ready) > size:
-        start = (partition % spread) * size
-        start = min(start, len(ready) - size)
-        ready = ready[start:start + size]
-    return ready[:size]
+    return partitionRun(list(itertools.islice(ready, size * spread)),
+                        size, partition, spread)
+
+
+def partitionRun(items, size, partition, spread=CLAIM_SPREAD):
+    """The ``size`` items of ``items`` (in claim order) that a claimer
+    with ``partition`` takes: the ``partition % spread``-th run, or the
+    last one if there are fewer; all of the first run without one."""
+    if partition is None or len(items) <= size:
+        return items[:size]
+    start = min((partition % spread) * size, len(items) - size)
+    return items[start:start + size]
 
 
 def firstReady(service):

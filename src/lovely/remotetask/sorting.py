@@ -56,7 +56,6 @@ import itertools
 
 from BTrees.LLBTree import LLTreeSet
 
-from lovely.remotetask import inbox
 from lovely.remotetask import timeset
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -278,7 +277,7 @@ def countIds(table, status=None, task=None, createdAfter=None,
     """How many jobs pass the filters, with a creation time range."""
     low, high = createdRange(createdAfter, createdBefore)
     keys = itertools.chain(table._created.keys(low, high),
-                           inbox.keys(table, low, high))
+                           timeset.timeKeys(table._inbox, low, high))
     if status is None and task is None:
         # The keys of the range: buckets are read, no job.
         return sum(1 for key in keys)

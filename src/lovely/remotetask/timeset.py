@@ -61,8 +61,8 @@ def keyId(key):
     return key & (MAXID - 1)
 
 
-def newTimeSet():
-    keys = TimeSet()
+def newTimeSet(factory=TimeSet):
+    keys = factory()
     keys.update((_LOW, _HIGH))
     return keys
 

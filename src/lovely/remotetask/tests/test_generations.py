@@ -177,6 +177,17 @@ class Evolve3Tests(unittest.TestCase):
                 [j.id for j in service.claimGroup('w', 10, later)],
                 [waiting])
 
+    def assertAddedOnce(self, service, name, generation):
+        """The evolve module ``generation`` gives a service without
+        ``name`` one, and keeps it when run again."""
+        delattr(service, name)
+        transaction.commit()
+        generation.evolve(Context(self.conn))
+        transaction.commit()
+        added = getattr(service, name)
+        generation.evolve(Context(self.conn))
+        self.assertIs(getattr(service, name), added)
+
     def test_evolving_twice_changes_nothing(self):
         self.root['tasks'] = service = TaskService()
         self.generation1(service)
@@ -231,13 +242,7 @@ class Evolve8Tests(Evolve3Tests):
     def test_the_map_is_added_once(self):
         self.root['tasks'] = service = TaskService()
         jobid = service.add('echo', 'x')
-        del service._progress
-        transaction.commit()
-        evolve8.evolve(Context(self.conn))
-        transaction.commit()
-        reports = service._progress
-        evolve8.evolve(Context(self.conn))
-        self.assertIs(service._progress, reports)
+        self.assertAddedOnce(service, '_progress', evolve8)
         service.claim('w')
         service.setProgress(jobid, 0.5, 'half')
         self.assertEqual(service.getProgress(jobid)['message'], 'half')
@@ -250,13 +255,7 @@ class Evolve9Tests(Evolve3Tests):
         self.root['tasks'] = service = TaskService()
         old = service.add('echo', 'old')
         inbox.index(service)
-        del service._inbox
-        transaction.commit()
-        evolve9.evolve(Context(self.conn))
-        transaction.commit()
-        keys = service._inbox
-        evolve9.evolve(Context(self.conn))
-        self.assertIs(service._inbox, keys)
+        self.assertAddedOnce(service, '_inbox', evolve9)
         new = service.add('echo', 'new')
         self.assertEqual(service.countJobs(QUEUED), 2)
         self.assertEqual([j.id for j in service.claimGroup('w', 10)],
