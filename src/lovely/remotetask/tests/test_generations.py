@@ -70,8 +70,8 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 9)
-        self.assertEqual(manager.minimum_generation, 9)
+        self.assertEqual(manager.generation, 10)
+        self.assertEqual(manager.minimum_generation, 10)
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
@@ -260,3 +260,27 @@ class Evolve9Tests(Evolve3Tests):
         self.assertEqual(service.countJobs(QUEUED), 2)
         self.assertEqual([j.id for j in service.claimGroup('w', 10)],
                          [old, new])
+
+
+class Evolve10Tests(unittest.TestCase):
+    """Generation 10 marks the packed jobs: an older release refuses the
+    database instead of misreading them."""
+
+    def test_an_older_release_refuses_the_evolved_database(self):
+        from zope.generations.generations import GenerationTooHigh
+        from zope.generations.generations import SchemaManager
+        from zope.generations.generations import evolve
+        from zope.generations.generations import evolveMinimumSubscriber
+        from zope.generations.interfaces import ISchemaManager
+        zope.component.testing.setUp()
+        self.addCleanup(zope.component.testing.tearDown)
+        db = ZODB.DB(DemoStorage())
+        self.addCleanup(db.close)
+        package = 'lovely.remotetask.generations'
+        zope.component.provideUtility(manager, ISchemaManager, package)
+        evolveMinimumSubscriber(types.SimpleNamespace(database=db))
+        older = SchemaManager(minimum_generation=9, generation=9,
+                              package_name=package)
+        zope.component.provideUtility(older, ISchemaManager, package)
+        with self.assertRaises(GenerationTooHigh):
+            evolve(db)
