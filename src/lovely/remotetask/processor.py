@@ -92,9 +92,12 @@ class BaseProcessor(JobRunner):
     done = failed = 0
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
-                 partition=None, workerId=None, maxGroup=100):
+                 partition=None, workerId=None, maxGroup=100,
+                 groupTime=0.25):
         self.db = db
         self.maxGroup = maxGroup
+        self.groupTime = groupTime
+        self._jobTime = None    # seconds per job of the last groups
         self.oid = serviceOid
         self.name = name
         self.waitTime = waitTime
@@ -154,7 +157,7 @@ class BaseProcessor(JobRunner):
         """Claim a group of due jobs in one commit; return their ids.
 
         The group is one job when the queue is short and grows with it, up
-        to ``limit`` (``maxGroup``).
+        to ``limit`` (by default ``groupLimit()``).
         """
         self._nowAndThen('recover', (self._leaseTime or 60.0) / 2,
                          lambda service, now: service.recover(now), 2, now)
@@ -162,7 +165,7 @@ class BaseProcessor(JobRunner):
         # nothing, so that a job that woke this processor starts without
         # waiting for it; a busy processor does it when twice overdue.
         self._housekeeping(now, 2)
-        limit = self.maxGroup if limit is None else limit
+        limit = self.groupLimit() if limit is None else limit
 
         def claim(service, now):
             self._leaseTime = service.leaseTime
@@ -196,6 +199,30 @@ class BaseProcessor(JobRunner):
             self._nowAndThen('compact', self.compactInterval,
                              lambda service, now: service.compact(), 0)
         return jobids
+
+    def groupLimit(self):
+        """The largest group to claim: as many jobs as run in about
+        ``groupTime`` seconds (by the time the last groups took per job),
+        at most ``maxGroup``; one before the first group ran.
+
+        A group's completions, and its tasks' writes, wait for its last
+        job, and a group whose commit conflicts runs again job by job: a
+        group of slow jobs is kept short, one of quick jobs (where the
+        commit is the cost) long.
+        """
+        perJob = self._jobTime
+        if perJob is None:
+            return 1
+        if perJob <= 0:
+            return self.maxGroup
+        return max(1, min(self.maxGroup, int(self.groupTime / perJob)))
+
+    def _ran(self, jobs, seconds):
+        """Note that a group of ``jobs`` took ``seconds`` (with its
+        commit): the time per job that sizes the next groups."""
+        perJob = seconds / max(jobs, 1)
+        last = self._jobTime
+        self._jobTime = perJob if last is None else (last + perJob) / 2
 
     def _housekeeping(self, now, overdue=1):
         """Retention and the chains' sweep, each in its own transaction,

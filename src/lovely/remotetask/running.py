@@ -4,8 +4,9 @@
 jobs it claimed, in the transaction boundaries of DESIGN.md: the task's
 writes and the job's completion in one commit; a group's tasks each in a
 savepoint of its own, their bookkeeping in a before-commit hook of the
-group's transaction; conflicts and storage faults run again (alone) and
-spend no attempt; any other failure is recorded in a transaction of its
+group's transaction; conflicts and storage faults run again (a group's
+commit that conflicts: as a group once, then alone) and spend no
+attempt; any other failure is recorded in a transaction of its
 own.  While jobs run, a lease keeper thread renews their leases in short
 transactions that write only the lease objects.  A job whose cancel was
 requested while its task ran (cancelling.py) is not completed: the check
@@ -14,6 +15,7 @@ or its task's savepoint in a group) and ``fail`` ends it cancelled.
 """
 import logging
 import threading
+import time
 import traceback
 
 import transaction
@@ -44,7 +46,7 @@ class JobRunner:
     """Runs claimed jobs and keeps their leases (see the module doc).
 
     A mixin of ``processor.BaseProcessor``, which provides the database,
-    the worker id, the lease time and ``_transact``.
+    the worker id, the lease time, ``_transact`` and ``_ran``.
     """
 
     def run(self, jobid, now=None):
@@ -56,16 +58,25 @@ class JobRunner:
 
         Each task runs in a savepoint of its own: a task that fails is
         rolled back to it and its failure recorded with the others'
-        completions; a task that conflicts, and every job of a group whose
-        commit conflicts, runs again alone.
+        completions; a task that conflicts runs again alone.  A group
+        whose commit conflicts runs again, as a group; if it conflicts
+        once more, its jobs run again alone.  The time the group took
+        sizes the next ones (``_ran``, see ``groupLimit``).
         """
         self._track(jobids)
+        started = time.monotonic()
         try:
             if len(jobids) == 1:
                 self._run(jobids[0], now)
                 return
             try:
                 alone = self._runTogether(jobids, now)
+                if alone is _CONFLICTED:
+                    # Conflicts are transient: the group once more, as a
+                    # group (alone, each job would cost a commit).
+                    alone = self._runTogether(jobids, now)
+                if alone is _CONFLICTED:
+                    alone = jobids
             except Exception as error:
                 # A storage fault, or a transaction a task left unusable:
                 # each job runs again alone (if it is still ours).
@@ -78,6 +89,7 @@ class JobRunner:
             for jobid in alone:
                 self._run(jobid, now)
         finally:
+            self._ran(len(jobids), time.monotonic() - started)
             self._untrack(jobids)
 
     def _track(self, jobids):
@@ -97,7 +109,8 @@ class JobRunner:
                 self._keeperWake.set()  # let the keeper end
 
     def _runTogether(self, jobids, now):
-        """Run a group in one transaction; return the ids to run alone.
+        """Run a group in one transaction; return the ids to run alone,
+        or ``_CONFLICTED`` if the group's commit conflicted.
 
         The tasks run in savepoints; the jobs' own bookkeeping (status,
         index, output) is written after the last task, outside them, so
@@ -140,10 +153,10 @@ class JobRunner:
             except TransientError as error:
                 tm.abort()
                 events.notify(events.ConflictRetried(service))
-                log.info('%s: a group of %d jobs conflicted (%s); running '
-                         'them one by one', self.workerId, len(jobids),
-                         error.__class__.__name__)
-                return list(jobids)
+                log.info('%s: a group of %d jobs conflicted (%s: %s); '
+                         'running it again', self.workerId,
+                         len(jobids), error.__class__.__name__, error)
+                return _CONFLICTED
             return alone
         finally:
             tm.abort()
@@ -363,6 +376,10 @@ def _usable(tm, txn):
     """Is ``txn`` still the thread's active transaction, able to commit?"""
     return (tm.get() is txn and txn.status == TxStatus.ACTIVE
             and not txn.isDoomed())
+
+
+#: What ``_runTogether`` returns when the group's commit conflicted.
+_CONFLICTED = object()
 
 
 class _GroupBroken(Exception):

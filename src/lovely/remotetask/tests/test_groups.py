@@ -2,9 +2,13 @@
 
 Each job of a group runs in a savepoint of its own, so that one failing or
 conflicting task costs only itself; a group whose commit conflicts runs
-again one job at a time.  Exactly-once completion with the tasks' writes
-holds for every job of a group.
+again, and then, should it conflict once more, one job at a time.  A
+group is as long as its jobs take about ``groupTime`` seconds to run.
+Exactly-once completion with the tasks' writes holds for every job of a
+group.
 """
+import collections
+
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import PROCESSING
@@ -20,7 +24,9 @@ class GroupCase(ServiceTestCase):
         self.provideTask('write', self.write)
         self.provideTask('writeThenFail', self.writeThenFail)
         self.provideTask('conflicting', self.conflicting)
-        self.interfere = set()
+        # Job id -> how many of its runs another transaction interferes
+        # with.
+        self.interfere = collections.Counter()
 
     def write(self, service, jobid, input):
         self.runs.append(jobid)
@@ -33,13 +39,13 @@ class GroupCase(ServiceTestCase):
         raise RuntimeError('boom')
 
     def conflicting(self, service, jobid, input):
-        """Writes the counter; another connection changes it first while
-        ``jobid`` is in ``self.interfere`` (once)."""
+        """Writes the counter; another connection changes it first in as
+        many runs as ``self.interfere`` says for ``jobid``."""
         self.runs.append(jobid)
         data = service._p_jar.root()['data']
         data['counter'] += 1
-        if jobid in self.interfere:
-            self.interfere.discard(jobid)
+        if self.interfere[jobid]:
+            self.interfere[jobid] -= 1
             self.transact(lambda s: s._p_jar.root()['data'].__setitem__(
                 'counter', s._p_jar.root()['data']['counter'] + 10))
         return jobid
@@ -94,6 +100,29 @@ class GroupTests(GroupCase):
         self.assertEqual(service.groupSize(10), 10)
         self.assertEqual(service.groupSize(100, claimers=4), 4)
 
+    def test_a_group_lasts_about_group_time(self):
+        # Before a first group ran, one job; then as many as run in
+        # ``groupTime`` by the time its jobs took, at most ``maxGroup``.
+        proc = self.processor(maxGroup=50, groupTime=0.2)
+        self.assertEqual(proc.groupLimit(), 1)
+        proc._ran(4, 0.04)          # 10 ms a job
+        self.assertEqual(proc.groupLimit(), 20)
+        proc._ran(1, 0.01)
+        self.assertEqual(proc.groupLimit(), 20)
+        proc._ran(10, 0.001)        # quick jobs: the commit is the cost
+        self.assertEqual(proc.groupLimit(), 39)   # the mean of the two
+        proc._ran(10, 0.001)
+        self.assertEqual(proc.groupLimit(), 50)
+        proc._ran(1, 5.0)           # a slow job: alone
+        self.assertEqual(proc.groupLimit(), 1)
+
+    def test_slow_jobs_are_claimed_in_short_groups(self):
+        ids = self.addMixed(['write'] * 40)
+        proc = self.processor(maxGroup=100, groupTime=0.05)
+        proc._ran(1, 0.01)          # as if its jobs took 10 ms each
+        self.assertEqual(len(proc.claimGroup(self.now)), 5)
+        self.assertEqual(len(ids), 40)
+
     def test_a_failing_task_costs_only_itself(self):
         ids = self.addMixed(['write', 'writeThenFail', 'write'])
         proc = self.processor(maxGroup=10)
@@ -126,13 +155,15 @@ class GroupTests(GroupCase):
         self.assertEqual(service.jobs[ids[0]].attempts, 1)
         self.assertConsistent(service)
 
-    def test_a_commit_conflict_reruns_the_group_one_by_one(self):
+    def test_a_commit_conflict_runs_the_group_again(self):
         ids = self.addMixed(['conflicting'] * 3)
         # The second task's run sees another transaction change the
         # counter: the group's commit conflicts.
-        self.interfere = {ids[1]}
+        self.interfere[ids[1]] = 1
         proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
+        claimed = self.claimAll(proc)
+        before = self.commits()
+        proc.runGroup(claimed, self.now)
         service = self.fresh()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED] * 3)
@@ -140,8 +171,24 @@ class GroupTests(GroupCase):
         self.assertEqual(service._p_jar.root()['data']['counter'], 13)
         self.assertEqual([service.jobs[i].attempts for i in ids], [1] * 3)
         self.assertEqual(sorted(self.runs), sorted(ids + ids))
+        # The interference, then the group again: one commit for three.
+        self.assertEqual(self.commits() - before, 2)
         self.assertIn('group of 3 jobs conflicted',
                       '\n'.join(self.log.messages()))
+        self.assertConsistent(service)
+
+    def test_a_group_conflicting_twice_runs_one_by_one(self):
+        ids = self.addMixed(['conflicting'] * 3)
+        self.interfere[ids[1]] = 2
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED] * 3)
+        self.assertEqual(service._p_jar.root()['data']['counter'], 23)
+        self.assertEqual([service.jobs[i].attempts for i in ids], [1] * 3)
+        # The group twice, then each job alone.
+        self.assertEqual(sorted(self.runs), sorted(ids * 3))
         self.assertConsistent(service)
 
     def test_a_task_that_commits_breaks_only_its_job(self):

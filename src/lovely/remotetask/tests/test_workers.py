@@ -107,7 +107,7 @@ class StorageFaultTests(Base):
         tm.commit()
         proc = processor.SimpleProcessor(self.db, self.oid, name='test')
         self.addCleanup(proc.stop)
-        ids = proc.claimGroup()
+        ids = proc.claimGroup(limit=proc.maxGroup)
         self.assertEqual(len(ids), 3)   # half the queue
         proc.runGroup(ids)
         tm.begin()
