@@ -22,6 +22,7 @@ import pickle
 import time
 
 import persistent
+from ZODB.broken import find_global
 from zope.interface import implementer
 from zope.location.interfaces import IContained
 
@@ -68,6 +69,21 @@ class _Packer(pickle.Pickler):
 
     dispatch_table = dict(copyreg.dispatch_table)
     dispatch_table[datetime.timezone] = _reduceTimezone
+
+
+class _Unpacker(pickle.Unpickler):
+    """Reads a packed state as the ZODB reads a record: classes through
+    the database's class factory (a class gone reads as ``Broken``, a
+    renamed one as its factory maps it)."""
+
+    def __init__(self, data, jar):
+        super().__init__(io.BytesIO(data))
+        self.jar = jar
+
+    def find_class(self, module, name):
+        if self.jar is not None:
+            return self.jar.db().classFactory(self.jar, module, name)
+        return find_global(module, name)
 
 
 def _pack(fields):
@@ -173,9 +189,13 @@ class Job(persistent.Persistent):
         # have no packed part: they read as they are.
         packed = state.get(_PACKED_KEY)
         if packed is not None:
-            state = dict(state)
-            del state[_PACKED_KEY]
-            state.update(pickle.loads(packed))
+            rest = dict(state)
+            del rest[_PACKED_KEY]
+            state = _Unpacker(packed, self._p_jar).load()
+            # Attributes stored plain win: a release before the packing
+            # that changed this job wrote them (and the packed part it
+            # read as an attribute) back.
+            state.update(rest)
         super().__setstate__(state)
 
     @property

@@ -215,14 +215,15 @@ class BaseProcessor(JobRunner):
             return 1
         if perJob <= 0:
             return self.maxGroup
-        return max(1, min(self.maxGroup, int(self.groupTime / perJob)))
+        return max(1, int(min(self.maxGroup, self.groupTime / perJob)))
 
     def _ran(self, jobs, seconds):
         """Note that a group of ``jobs`` took ``seconds`` (with its
         commit): the time per job that sizes the next groups."""
         perJob = seconds / max(jobs, 1)
-        last = self._jobTime
-        self._jobTime = perJob if last is None else (last + perJob) / 2
+        with self._runningLock:   # groups end in threads of their own
+            last = self._jobTime
+            self._jobTime = perJob if last is None else (last + perJob) / 2
 
     def _housekeeping(self, now, overdue=1):
         """Retention and the chains' sweep, each in its own transaction,

@@ -64,7 +64,7 @@ class JobRunner:
         sizes the next ones (``_ran``, see ``groupLimit``).
         """
         self._track(jobids)
-        started = time.monotonic()
+        started = time.perf_counter()
         try:
             if len(jobids) == 1:
                 self._run(jobids[0], now)
@@ -89,7 +89,7 @@ class JobRunner:
             for jobid in alone:
                 self._run(jobid, now)
         finally:
-            self._ran(len(jobids), time.monotonic() - started)
+            self._ran(len(jobids), time.perf_counter() - started)
             self._untrack(jobids)
 
     def _track(self, jobids):
@@ -134,6 +134,12 @@ class JobRunner:
                     if not self._holds(job):
                         self._leave(jobid, job)
                         continue
+                    if cancelling.isRequested(job):
+                        # Requested before this run began (say while an
+                        # earlier run of the group conflicted): not run.
+                        ends.append((job, (None, interfaces.JobCancelled(
+                            jobid), None)))
+                        continue
                     end = self._runSaved(service, job, tm, txn)
                     if end is None:
                         alone.append(jobid)
@@ -152,6 +158,8 @@ class JobRunner:
                 tm.commit()
             except TransientError as error:
                 tm.abort()
+                if storagefaults.isStorageFault(error):
+                    raise   # one by one, each with its backoff
                 events.notify(events.ConflictRetried(service))
                 log.info('%s: a group of %d jobs conflicted (%s: %s); '
                          'running it again', self.workerId,

@@ -214,7 +214,9 @@ class ProcessingSteps:
             # Whatever failed: the job was to end (see cancelling.py).
             return cancelling.end(self, job, now)
         retry = retry and not isinstance(error, NOT_REPEATED)
-        message = error if isinstance(error, str) else formatError(error)
+        # A plain str (a subclass would be pickled by its class).
+        message = str(error) if isinstance(error, str) \
+            else formatError(error)
         job.error = message
         job.traceback = traceback
         job.lease = None

@@ -9,6 +9,10 @@ group.
 """
 import collections
 
+import transaction
+from ZEO.Exceptions import ClientDisconnected
+
+from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
 from lovely.remotetask.interfaces import PROCESSING
@@ -100,6 +104,67 @@ class GroupTests(GroupCase):
         self.assertEqual(service.groupSize(10), 10)
         self.assertEqual(service.groupSize(100, claimers=4), 4)
 
+    def test_a_job_cancelled_while_its_group_conflicted_is_not_run_again(
+            self):
+        # The cancel is committed while the group runs; the group's
+        # commit conflicts (the cancel wrote the job): the second run of
+        # the group ends that job cancelled instead of running its task
+        # (and its effects outside the database) again.
+        def cancelMe(service, jobid, input):
+            self.runs.append(jobid)
+            service._p_jar.root()['data'][jobid] = input
+            if len(self.runs) == 2:
+                self.transact(lambda s: s.cancel(jobid))
+            return input
+        self.provideTask('cancelMe', cancelMe)
+        ids = self.addMixed(['cancelMe'] * 3)
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED, CANCELLED, COMPLETED])
+        self.assertEqual(self.runs.count(ids[1]), 1)
+        self.assertNotIn(ids[1], service._p_jar.root()['data'])
+        self.assertConsistent(service)
+
+    def test_a_storage_fault_at_the_group_s_commit_runs_it_one_by_one(self):
+        # Not a conflict: the jobs run alone, each with its backoff, not
+        # the group again at once.
+        faults = [2]
+
+        class Disconnecting:
+            def __init__(self, manager):
+                self.transaction_manager = manager
+
+            def tpc_vote(self, txn):
+                if faults[0]:
+                    faults[0] -= 1
+                    raise ClientDisconnected('server away')
+
+            def sortKey(self):
+                return 'zzz'
+
+            abort = tpc_begin = commit = tpc_finish = tpc_abort = \
+                lambda self, txn: None
+
+        def joining(service, jobid, input):
+            self.runs.append(jobid)
+            if jobid == ids[0]:
+                transaction.get().join(Disconnecting(transaction.manager))
+            return input
+        self.provideTask('joining', joining)
+        ids = self.addMixed(['joining'] * 3)
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED] * 3)
+        # The group, then each job alone: the first twice (its second
+        # fault, retried after a pause).
+        self.assertEqual(self.runs, ids + ids[:1] + ids)
+        self.assertIn('ClientDisconnected: server away',
+                      '\n'.join(self.log.messages()))
+
     def test_a_group_lasts_about_group_time(self):
         # Before a first group ran, one job; then as many as run in
         # ``groupTime`` by the time its jobs took, at most ``maxGroup``.
@@ -115,6 +180,9 @@ class GroupTests(GroupCase):
         self.assertEqual(proc.groupLimit(), 50)
         proc._ran(1, 5.0)           # a slow job: alone
         self.assertEqual(proc.groupLimit(), 1)
+        for i in range(2000):       # groups a coarse clock measured as 0
+            proc._ran(1, 0.0)
+        self.assertEqual(proc.groupLimit(), 50)
 
     def test_slow_jobs_are_claimed_in_short_groups(self):
         ids = self.addMixed(['write'] * 40)

@@ -136,6 +136,38 @@ class StoredStateTests(unittest.TestCase):
         self.assertEqual(copy.schedule, job.schedule)
         self.assertEqual((copy.status, copy.delay), (job.status, None))
 
+    def test_a_class_gone_from_a_packed_state_reads_as_broken(self):
+        # As in the rest of a record: the database's class factory.
+        import sys
+        import types
+        from ZODB.broken import Broken
+        module = types.ModuleType('lovely_remotetask_gone')
+        sys.modules[module.__name__] = module
+        self.addCleanup(sys.modules.pop, module.__name__)
+
+        class Text(str):
+            pass
+        Text.__module__, Text.__qualname__ = module.__name__, 'Text'
+        module.Text = Text
+        db, conn = self.open()
+        job = Job(7, 'echo', None)
+        job.addedBy = Text('someone')
+        copy = self.reread(db, conn, job)
+        del module.Text
+        copy._p_invalidate()
+        self.assertEqual(copy.task, 'echo')
+        self.assertIsInstance(copy.addedBy, Broken)
+
+    def test_attributes_stored_plain_win_over_the_packed_part(self):
+        # A release before the packing changed a packed job: it stored
+        # the attribute plain, and the packed part beside it unchanged.
+        job = Job(5, 'echo', 'x')
+        state = job.__getstate__()
+        state['status'] = 'completed'
+        copy = Job.__new__(Job)
+        copy.__setstate__(state)
+        self.assertEqual(copy.status, 'completed')
+
     def test_a_record_stored_before_the_packing_reads_as_it_was(self):
         # Generation 9 and older: every attribute in the state itself.
         job = Job.__new__(Job)
