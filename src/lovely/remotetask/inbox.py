@@ -70,8 +70,8 @@ def keys(table, low=timeset._LOW + 1, high=timeset._HIGH - 1):
 
 
 def jobs(table):
-    """The pending jobs (loaded), oldest first."""
-    return [table.jobs[keyId(key)] for key in keys(table)]
+    """The pending jobs (to be loaded: fetched at once), oldest first."""
+    return table._prefetch([table.jobs[keyId(key)] for key in keys(table)])
 
 
 def put(table, job):

@@ -241,6 +241,18 @@ class JobTable:
         self._retired.update(removed)
         return removed
 
+    def _prefetch(self, jobs):
+        """Load the records of ``jobs`` not loaded yet in one round trip
+        where the storage can (ZEO, RelStorage): a group's jobs would
+        otherwise be loaded one by one, a round trip each.  Returns
+        ``jobs``."""
+        jar = self._p_jar
+        if jar is not None and len(jobs) > 1:
+            ghosts = [job for job in jobs if job._p_changed is None]
+            if len(ghosts) > 1:
+                jar.prefetch(ghosts)
+        return jobs
+
     # -- status, queue and schedule ------------------------------------------
 
     def _setStatus(self, job, status, at=None):

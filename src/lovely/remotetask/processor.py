@@ -92,7 +92,7 @@ class BaseProcessor(JobRunner):
     done = failed = 0
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
-                 partition=None, workerId=None, maxGroup=100,
+                 partition=None, workerId=None, maxGroup=300,
                  groupTime=0.25):
         self.db = db
         self.maxGroup = maxGroup

@@ -106,6 +106,7 @@ class ProcessingSteps:
         jobs = []
 
         def take(more):
+            self._prefetch(more)
             # Started at once: a job taken leaves the ready queue before
             # the next look at it.
             for job in more:

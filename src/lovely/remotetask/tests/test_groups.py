@@ -8,10 +8,12 @@ Exactly-once completion with the tasks' writes holds for every job of a
 group.
 """
 import collections
+import datetime
 
 import transaction
 from ZEO.Exceptions import ClientDisconnected
 
+from lovely.remotetask import inbox
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
@@ -164,6 +166,33 @@ class GroupTests(GroupCase):
         self.assertEqual(self.runs, ids + ids[:1] + ids)
         self.assertIn('ClientDisconnected: server away',
                       '\n'.join(self.log.messages()))
+
+    def test_a_group_s_jobs_are_loaded_in_one_round_trip(self):
+        # On ZEO and RelStorage, ``prefetch`` loads many records in one
+        # round trip: a claim asks for its group's jobs at once.
+        fetched = []
+        self.db.storage.prefetch = \
+            lambda oids, tid: fetched.append(sorted(oids))
+        self.addCleanup(vars(self.db.storage).pop, 'prefetch')
+        ids = self.addMixed(['write'] * 6)
+        conn = self.open()
+        service = self.service(conn)
+        oids = sorted(service.jobs[jobid]._p_oid for jobid in ids)
+        conn.cacheMinimize()
+        claimed = service.claimGroup('w', 6, self.now)
+        self.assertEqual(sorted(job.id for job in claimed), sorted(ids))
+        self.assertEqual(fetched, [oids])
+        conn.transaction_manager.abort()
+        # From the ready queue (where the new jobs go in batches) too.
+        self.transact(inbox.index)
+        del fetched[:]
+        service = self.begin(conn)
+        conn.cacheMinimize()
+        # (Keys of an earlier second are ready without a look at the job.)
+        later = self.now + datetime.timedelta(seconds=2)
+        claimed = service.claimGroup('w', 6, later)
+        self.assertEqual(len(claimed), 6)
+        self.assertEqual(fetched, [oids])
 
     def test_a_group_lasts_about_group_time(self):
         # Before a first group ran, one job; then as many as run in
