@@ -243,14 +243,24 @@ class JobTable:
 
     def _prefetch(self, jobs):
         """Load the records of ``jobs`` not loaded yet in one round trip
-        where the storage can (ZEO, RelStorage): a group's jobs would
-        otherwise be loaded one by one, a round trip each.  Returns
-        ``jobs``."""
+        where the storage can (ZEO; RelStorage with a local cache): a
+        group's jobs would otherwise be loaded one by one, a round trip
+        each.  Returns ``jobs``."""
         jar = self._p_jar
-        if jar is not None and len(jobs) > 1:
-            ghosts = [job for job in jobs if job._p_changed is None]
-            if len(ghosts) > 1:
-                jar.prefetch(ghosts)
+        if jar is None or len(jobs) < 2:
+            return jobs
+        # The connection's own storage, not ``jar.prefetch``: during a
+        # savepoint that is the savepoint's TmpStore, which has no
+        # prefetch, and the connection would then switch it off for good
+        # (ZODB issue 277).
+        prefetch = getattr(getattr(jar, '_normal_storage', None),
+                           'prefetch', None)
+        connected = getattr(jar.db().storage, 'is_connected', None)
+        if prefetch is None or (connected is not None and not connected()):
+            return jobs   # (a ZEO client away would log each oid's error)
+        ghosts = [job._p_oid for job in jobs if job._p_changed is None]
+        if len(ghosts) > 1:
+            prefetch(ghosts)
         return jobs
 
     # -- status, queue and schedule ------------------------------------------

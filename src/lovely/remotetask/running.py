@@ -46,7 +46,8 @@ class JobRunner:
     """Runs claimed jobs and keeps their leases (see the module doc).
 
     A mixin of ``processor.BaseProcessor``, which provides the database,
-    the worker id, the lease time, ``_transact`` and ``_ran``.
+    the worker id, the lease time, ``groupTime``, ``_transact`` and
+    ``_ran``.
     """
 
     def run(self, jobid, now=None):
@@ -60,8 +61,11 @@ class JobRunner:
         rolled back to it and its failure recorded with the others'
         completions; a task that conflicts runs again alone.  A group
         whose commit conflicts runs again, as a group; if it conflicts
-        once more, its jobs run again alone.  The time the group took
-        sizes the next ones (``_ran``, see ``groupLimit``).
+        once more, its jobs run again alone.  A group whose tasks take
+        longer than its time (``groupTime``, ``GROUP_OVERRUN`` times) is
+        committed there, and its other jobs go on in a transaction of
+        their own.  The time the group took sizes the next ones (``_ran``,
+        see ``groupLimit``).
         """
         self._track(jobids)
         started = time.perf_counter()
@@ -69,14 +73,18 @@ class JobRunner:
             if len(jobids) == 1:
                 self._run(jobids[0], now)
                 return
+            alone, pending = [], list(jobids)
             try:
-                alone = self._runTogether(jobids, now)
-                if alone is _CONFLICTED:
-                    # Conflicts are transient: the group once more, as a
-                    # group (alone, each job would cost a commit).
-                    alone = self._runTogether(jobids, now)
-                if alone is _CONFLICTED:
-                    alone = jobids
+                while len(pending) > 1:
+                    result = self._runTogether(pending, now)
+                    if result is _CONFLICTED:
+                        # Conflicts are transient: the group once more, as
+                        # a group (alone, each job would cost a commit).
+                        result = self._runTogether(pending, now)
+                    if result is _CONFLICTED:
+                        break
+                    more, pending = result
+                    alone.extend(more)
             except Exception as error:
                 # A storage fault, or a transaction a task left unusable:
                 # each job runs again alone (if it is still ours).
@@ -84,8 +92,8 @@ class JobRunner:
                     else logging.WARNING
                 log.log(level, '%s: a group of %d jobs failed (%s: %s); '
                         'running them one by one', self.workerId,
-                        len(jobids), error.__class__.__name__, error)
-                alone = jobids
+                        len(pending), error.__class__.__name__, error)
+            alone.extend(pending)
             for jobid in alone:
                 self._run(jobid, now)
         finally:
@@ -109,8 +117,9 @@ class JobRunner:
                 self._keeperWake.set()  # let the keeper end
 
     def _runTogether(self, jobids, now):
-        """Run a group in one transaction; return the ids to run alone,
-        or ``_CONFLICTED`` if the group's commit conflicted.
+        """Run a group in one transaction; return the ids to run alone and
+        those not run yet (the group's time ran out), or ``_CONFLICTED``
+        if the group's commit conflicted.
 
         The tasks run in savepoints; the jobs' own bookkeeping (status,
         index, output) is written after the last task, outside them, so
@@ -123,13 +132,19 @@ class JobRunner:
             service = conn.get(self.oid)
             txn = tm.get()
             setSite(service.site())
-            alone, ends = [], []
+            alone, ends, rest = [], [], []
             # The bookkeeping is written when the transaction commits, also
             # should a task commit it: then the jobs before that task are
             # completed with their writes, exactly once.
             txn.addBeforeCommitHook(self._end, (service, ends, now))
+            deadline = time.perf_counter() + self.groupTime * GROUP_OVERRUN
             try:
                 for index, jobid in enumerate(jobids):
+                    if index and time.perf_counter() > deadline:
+                        # Slower jobs than the group was sized for (the
+                        # last groups' were quicker): the rest later.
+                        rest = jobids[index:]
+                        break
                     job = service.jobs.get(jobid)
                     if not self._holds(job):
                         self._leave(jobid, job)
@@ -151,7 +166,7 @@ class JobRunner:
                 # others run alone (those no longer ours are left).
                 tm.abort()
                 self._fail(jobids[index], broken.error, broken.text, now)
-                return jobids[:index] + jobids[index + 1:]
+                return jobids[:index] + jobids[index + 1:], []
             finally:
                 setSite(None)
             try:
@@ -163,9 +178,10 @@ class JobRunner:
                 events.notify(events.ConflictRetried(service))
                 log.info('%s: a group of %d jobs conflicted (%s: %s); '
                          'running it again', self.workerId,
-                         len(jobids), error.__class__.__name__, error)
+                         len(jobids) - len(rest), error.__class__.__name__,
+                         error)
                 return _CONFLICTED
-            return alone
+            return alone, rest
         finally:
             tm.abort()
             conn.close()
@@ -385,6 +401,10 @@ def _usable(tm, txn):
     return (tm.get() is txn and txn.status == TxStatus.ACTIVE
             and not txn.isDoomed())
 
+
+#: A group's transaction starts no more tasks after this many times the
+#: processor's ``groupTime``: its other jobs go on in the next.
+GROUP_OVERRUN = 2
 
 #: What ``_runTogether`` returns when the group's commit conflicted.
 _CONFLICTED = object()

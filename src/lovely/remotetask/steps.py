@@ -266,8 +266,10 @@ class ProcessingSteps:
         now = now_(now)
         dead = frozenset(dead)
         lost = []
-        for jobid in list(timeIds(self._index[PROCESSING])):
-            job = self.jobs[jobid]
+        running = self._prefetch([
+            self.jobs[jobid] for jobid in timeIds(self._index[PROCESSING])])
+        for job in running:
+            jobid = job.id
             lease = job.lease
             worker = lease.worker if lease is not None else job.worker
             if lease is not None and lease.expires > now \
@@ -311,6 +313,9 @@ class ProcessingSteps:
         now = now_(now)
         expires = now + datetime.timedelta(seconds=self.leaseTime)
         gone = []
+        jobids = list(jobids)
+        self._prefetch([job for job in map(self.jobs.get, jobids)
+                        if job is not None])
         for jobid in jobids:
             job = self.jobs.get(jobid)
             lease = job.lease if job is not None else None

@@ -340,6 +340,8 @@ def claimReady(service, now, size, partition=None):
             else:
                 _hold(service, job, task)
                 held += 1
+                if held >= HOLD_BATCH:
+                    break   # a claim writes at most so many into gates
         if held == heldBefore:
             break
     for task, count in taken.items():

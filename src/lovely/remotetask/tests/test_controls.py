@@ -189,6 +189,20 @@ class CapTests(JobControlCase):
         self.assertEqual(service.countJobs(PROCESSING), 1)
         self.assertQueuedConsistent(service)
 
+    def test_a_claim_holds_back_at_most_a_batch(self):
+        # A claim of a large group that meets many jobs of a capped task
+        # moves at most HOLD_BATCH of them into its gate (each a write).
+        self.addJobs(tasklimits.HOLD_BATCH + 50, 100, task='slow')
+        self.addJobs(5, 10 ** 6)
+        service = self.fresh()
+        service._p_jar.transaction_manager.abort()
+        conn = self.open()
+        claimed = self.service(conn).claimGroup('w', 300, self.now)
+        held = len(self.service(conn)._gates['slow'].held) - 2
+        self.assertEqual(held, tasklimits.HOLD_BATCH)
+        self.assertEqual(len(claimed), 1)   # the one slow job the cap allows
+        conn.transaction_manager.abort()
+
     def test_a_completion_and_a_claim_do_not_conflict(self):
         self.addJobs(1, 100, task='slow')
         self.addJobs(1, 200)

@@ -9,6 +9,7 @@ group.
 """
 import collections
 import datetime
+import time
 
 import transaction
 from ZEO.Exceptions import ClientDisconnected
@@ -193,6 +194,51 @@ class GroupTests(GroupCase):
         claimed = service.claimGroup('w', 6, later)
         self.assertEqual(len(claimed), 6)
         self.assertEqual(fetched, [oids])
+
+    def test_slower_jobs_than_the_group_was_sized_for_commit_in_parts(self):
+        # The last groups' jobs were quick, these take 30 ms: the group
+        # starts no task after twice its time, commits, and goes on in a
+        # transaction of its own.
+        def slow(service, jobid, input):
+            self.runs.append(jobid)
+            time.sleep(0.03)
+            service._p_jar.root()['data'][jobid] = input
+            return input
+        self.provideTask('slow', slow)
+        ids = self.addMixed(['slow'] * 6)
+        proc = self.processor(maxGroup=10, groupTime=0.04)
+        claimed = self.claimAll(proc)
+        before = self.commits()
+        proc.runGroup(claimed, self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED] * 6)
+        self.assertEqual(self.runs, ids)   # each once, in order
+        commits = self.commits() - before
+        self.assertGreaterEqual(commits, 2)
+        self.assertLessEqual(commits, 3)   # 3 + 3, or 3 + 2 + 1 (alone)
+        self.assertConsistent(service)
+
+    def test_prefetch_in_a_savepoint_is_not_switched_off(self):
+        # During a savepoint the connection's storage is a TmpStore without
+        # ``prefetch``; ``Connection.prefetch`` would then switch itself
+        # off for the connection's life (ZODB issue 277).
+        fetched = []
+        self.db.storage.prefetch = \
+            lambda oids, tid: fetched.append(sorted(oids))
+        self.addCleanup(vars(self.db.storage).pop, 'prefetch')
+        ids = self.addMixed(['write'] * 4)
+        conn = self.open()
+        service = self.service(conn)
+        jobs = [service.jobs[jobid] for jobid in ids]
+        conn.cacheMinimize()
+        conn.root()['data']['x'] = 1
+        conn.transaction_manager.savepoint()
+        service._prefetch(jobs[:2])
+        conn.transaction_manager.abort()
+        conn.cacheMinimize()
+        service._prefetch(jobs[2:])
+        self.assertEqual(len(fetched), 2)
 
     def test_a_group_lasts_about_group_time(self):
         # Before a first group ran, one job; then as many as run in
