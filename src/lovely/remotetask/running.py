@@ -76,15 +76,22 @@ class JobRunner:
             alone, pending = [], list(jobids)
             try:
                 while len(pending) > 1:
-                    result = self._runTogether(pending, now)
-                    if result is _CONFLICTED:
+                    part = pending
+                    result = self._runTogether(part, now)
+                    if isinstance(result, _Conflicted):
                         # Conflicts are transient: the group once more, as
                         # a group (alone, each job would cost a commit).
-                        result = self._runTogether(pending, now)
-                    if result is _CONFLICTED:
-                        break
+                        result = self._runTogether(part, now)
+                    if isinstance(result, _Conflicted):
+                        # The jobs it ran go alone; the rest go on.
+                        alone.extend(part[:len(part) - len(result.rest)])
+                        pending = result.rest
+                        continue
                     more, pending = result
                     alone.extend(more)
+                    # Ended: no more of the lease keeper's (or the
+                    # heartbeat's) running jobs.
+                    self._untrack(set(part) - set(more) - set(pending))
             except Exception as error:
                 # A storage fault, or a transaction a task left unusable:
                 # each job runs again alone (if it is still ours).
@@ -118,8 +125,8 @@ class JobRunner:
 
     def _runTogether(self, jobids, now):
         """Run a group in one transaction; return the ids to run alone and
-        those not run yet (the group's time ran out), or ``_CONFLICTED``
-        if the group's commit conflicted.
+        those not run yet (the group's time ran out), or ``_Conflicted``
+        (with those not run) if the group's commit conflicted.
 
         The tasks run in savepoints; the jobs' own bookkeeping (status,
         index, output) is written after the last task, outside them, so
@@ -164,9 +171,11 @@ class JobRunner:
                 # The task ended the transaction: what it committed stays
                 # (the jobs before it completed); its job fails, the
                 # others run alone (those no longer ours are left).
+                committed = txn.status == TxStatus.COMMITTED
                 tm.abort()
                 self._fail(jobids[index], broken.error, broken.text, now)
-                return jobids[:index] + jobids[index + 1:], []
+                before = alone if committed else jobids[:index]
+                return list(before) + list(jobids[index + 1:]), []
             finally:
                 setSite(None)
             try:
@@ -180,7 +189,7 @@ class JobRunner:
                          'running it again', self.workerId,
                          len(jobids) - len(rest), error.__class__.__name__,
                          error)
-                return _CONFLICTED
+                return _Conflicted(rest)
             return alone, rest
         finally:
             tm.abort()
@@ -406,8 +415,12 @@ def _usable(tm, txn):
 #: processor's ``groupTime``: its other jobs go on in the next.
 GROUP_OVERRUN = 2
 
-#: What ``_runTogether`` returns when the group's commit conflicted.
-_CONFLICTED = object()
+class _Conflicted:
+    """What ``_runTogether`` returns when the group's commit conflicted:
+    ``rest``, the jobs it did not start (its time ran out)."""
+
+    def __init__(self, rest):
+        self.rest = rest
 
 
 class _GroupBroken(Exception):

@@ -1044,12 +1044,20 @@ class CancelUnderLoad:
         waitFor(fresh(tm, lambda: not service.countJobs('processing')), 60,
                 message='the running jobs to end')
         statuses = collections.Counter(service.getStatus(i) for i in ids)
-        self.assertEqual(set(statuses), {'cancelled', 'completed'})
+
+        def jobs(ids):
+            """What a failure needs to know of the jobs ``ids``."""
+            return [(i, service.getStatus(i), service.jobs[i].error,
+                     service.jobs[i].history) for i in sorted(ids)[:5]]
+        self.assertEqual(set(statuses), {'cancelled', 'completed'},
+                         jobs(i for i in ids if service.getStatus(i)
+                              not in ('cancelled', 'completed')))
         self.assertEqual(statuses['cancelled'], cancelled)
         self.assertGreater(cancelled, 0)
         counts = conn.root()['counts']
         completed = {i for i in ids if service.getStatus(i) == 'completed'}
-        self.assertEqual(set(counts.keys()) & set(ids), completed)
+        self.assertEqual(set(counts.keys()) & set(ids), completed,
+                         jobs((set(counts.keys()) & set(ids)) ^ completed))
         self.assertEqual({counts[i] for i in completed}, {1})
         figures(self, storage=self.storageName, cancelled=cancelled,
                 completed=len(completed), cancel_all_s=took,

@@ -10,11 +10,14 @@ group.
 import collections
 import datetime
 import time
+import types
+import unittest.mock
 
 import transaction
 from ZEO.Exceptions import ClientDisconnected
 
 from lovely.remotetask import inbox
+from lovely.remotetask import running
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import ERROR
@@ -219,6 +222,48 @@ class GroupTests(GroupCase):
         self.assertLessEqual(commits, 3)   # 3 + 3, or 3 + 2 + 1 (alone)
         self.assertConsistent(service)
 
+    def partsOfTwo(self, proc):
+        """Let each task of ``proc``'s groups take 1.5 s of a fake clock
+        against a ``groupTime`` of 1: its groups commit in parts of two
+        jobs (no task starts after 2 s)."""
+        clock = [0.0]
+        fake = types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                     monotonic=time.monotonic)
+        patcher = unittest.mock.patch.object(running, 'time', fake)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        proc.groupTime = 1.0
+        return clock
+
+    def test_a_part_that_conflicts_twice_leaves_the_rest_a_part(self):
+        ids = self.addMixed(['conflicting'] * 6)
+        proc = self.processor(maxGroup=10)
+        clock = self.partsOfTwo(proc)
+        tracked = []
+        original = self.conflicting
+
+        def conflicting(service, jobid, input):
+            clock[0] += 1.5
+            tracked.append(set(proc._running))
+            return original(service, jobid, input)
+        self.provideTask('conflicting', conflicting)
+        self.interfere[ids[2]] = 2   # the second part conflicts twice
+        claimed = self.claimAll(proc)
+        before = self.commits()
+        proc.runGroup(claimed, self.now)
+        service = self.fresh()
+        self.assertEqual([service.getStatus(i) for i in ids],
+                         [COMPLETED] * 6)
+        self.assertEqual(service._p_jar.root()['data']['counter'], 26)
+        # The first part; the second twice, then its two jobs alone; the
+        # third still a part (it ran before the two alone).
+        self.assertEqual(self.runs, ids[:2] + ids[2:4] * 2 + ids[4:]
+                         + ids[2:4])
+        self.assertEqual(self.commits() - before, 1 + 2 + 1 + 2)
+        # Jobs of a committed part are no longer among the running.
+        self.assertEqual(tracked[2], set(ids[2:]))
+        self.assertConsistent(service)
+
     def test_prefetch_in_a_savepoint_is_not_switched_off(self):
         # During a savepoint the connection's storage is a TmpStore without
         # ``prefetch``; ``Connection.prefetch`` would then switch itself
@@ -349,6 +394,9 @@ class GroupTests(GroupCase):
                          [COMPLETED, ERROR, COMPLETED])
         self.assertIn('TransactionEnded', service.getError(ids[1]))
         self.assertEqual(self.runs, ids)
+        # The first job, completed by that commit, is not run alone (it
+        # would be left: "no longer ours").
+        self.assertNotIn('no longer ours', '\n'.join(self.log.messages()))
         self.assertConsistent(service)
 
     def test_a_task_that_aborts_breaks_only_its_job(self):
