@@ -415,6 +415,7 @@ def _usable(tm, txn):
 #: processor's ``groupTime``: its other jobs go on in the next.
 GROUP_OVERRUN = 2
 
+
 class _Conflicted:
     """What ``_runTogether`` returns when the group's commit conflicted:
     ``rest``, the jobs it did not start (its time ran out)."""

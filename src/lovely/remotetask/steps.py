@@ -313,11 +313,9 @@ class ProcessingSteps:
         now = now_(now)
         expires = now + datetime.timedelta(seconds=self.leaseTime)
         gone = []
-        jobids = list(jobids)
-        self._prefetch([job for job in map(self.jobs.get, jobids)
-                        if job is not None])
-        for jobid in jobids:
-            job = self.jobs.get(jobid)
+        jobs = {jobid: self.jobs.get(jobid) for jobid in jobids}
+        self._prefetch([job for job in jobs.values() if job is not None])
+        for jobid, job in jobs.items():
             lease = job.lease if job is not None else None
             if lease is None or lease.revoked or lease.worker != worker:
                 gone.append(jobid)

@@ -171,13 +171,19 @@ class GroupTests(GroupCase):
         self.assertIn('ClientDisconnected: server away',
                       '\n'.join(self.log.messages()))
 
-    def test_a_group_s_jobs_are_loaded_in_one_round_trip(self):
-        # On ZEO and RelStorage, ``prefetch`` loads many records in one
-        # round trip: a claim asks for its group's jobs at once.
+    def recordPrefetches(self):
+        """The oids (sorted) of each ``prefetch`` the storage is asked
+        for from now on (FileStorage has none: as ZEO's)."""
         fetched = []
         self.db.storage.prefetch = \
             lambda oids, tid: fetched.append(sorted(oids))
         self.addCleanup(vars(self.db.storage).pop, 'prefetch')
+        return fetched
+
+    def test_a_group_s_jobs_are_loaded_in_one_round_trip(self):
+        # On ZEO and RelStorage, ``prefetch`` loads many records in one
+        # round trip: a claim asks for its group's jobs at once.
+        fetched = self.recordPrefetches()
         ids = self.addMixed(['write'] * 6)
         conn = self.open()
         service = self.service(conn)
@@ -268,10 +274,7 @@ class GroupTests(GroupCase):
         # During a savepoint the connection's storage is a TmpStore without
         # ``prefetch``; ``Connection.prefetch`` would then switch itself
         # off for the connection's life (ZODB issue 277).
-        fetched = []
-        self.db.storage.prefetch = \
-            lambda oids, tid: fetched.append(sorted(oids))
-        self.addCleanup(vars(self.db.storage).pop, 'prefetch')
+        fetched = self.recordPrefetches()
         ids = self.addMixed(['write'] * 4)
         conn = self.open()
         service = self.service(conn)
