@@ -49,6 +49,7 @@ from transaction.interfaces import TransientError
 from zope.interface import implementer
 
 from lovely.remotetask import dependencies
+from lovely.remotetask import handoff
 from lovely.remotetask import interfaces
 from lovely.remotetask import pgnotify
 from lovely.remotetask import storagefaults
@@ -69,7 +70,7 @@ def workerName(label):
 
 
 @implementer(interfaces.IProcessor)
-class BaseProcessor(JobRunner):
+class BaseProcessor(handoff.HandOffs, JobRunner):
     """The claim / run / fail steps and the loop shared by processors."""
 
     #: Seconds to pause after an unexpected error, doubling up to
@@ -93,8 +94,9 @@ class BaseProcessor(JobRunner):
 
     def __init__(self, db, serviceOid, name='remotetasks', waitTime=1.0,
                  partition=None, workerId=None, maxGroup=300,
-                 groupTime=0.25):
+                 groupTime=0.25, handOff=True):
         self.db = db
+        self._initHandOffs(handOff)
         self.maxGroup = maxGroup
         self.groupTime = groupTime
         self._jobTime = None    # seconds per job of the last groups
@@ -310,7 +312,7 @@ class BaseProcessor(JobRunner):
 
     def step(self, now=None):
         """See IProcessor."""
-        jobids = self.claimGroup(now)
+        jobids = self._takeHanded() or self.claimGroup(now)
         if not jobids:
             return False
         self.runGroup(jobids, now)
@@ -325,10 +327,13 @@ class BaseProcessor(JobRunner):
             self._heart = workers.Heartbeat(self)
             self._heart.start()
             self._loop()
+            self._endHandOffs()
         except BaseException:
             log.exception('%s: the processor ended unexpectedly',
                           self.workerId)
         finally:
+            # Jobs handed over after an unexpected end: to their leases.
+            self._endHandOffs(run=False)
             self.stop()
             wakeup.unwatch(self.db, self)
             _forget(self)
@@ -367,7 +372,13 @@ class BaseProcessor(JobRunner):
         if self._nextDue is not None:
             untilDue = self._nextDue.timestamp() - time.time()
             timeout = min(timeout, max(untilDue, 0.001))
-        woken = self._wakeup.wait(timeout)
+        # Adds of this process may hand a waiting processor their job
+        # (see handoff.py).
+        self._waiting = True
+        try:
+            woken = self._wakeup.wait(timeout)
+        finally:
+            self._waiting = False
         self._wakeup.clear()
         if woken:
             # Woken, perhaps by another process's commit: let its
@@ -449,7 +460,7 @@ class MultiProcessor(BaseProcessor):
         if not self._slots.acquire(timeout=self.waitTime):
             return True  # all threads busy: not idle
         try:
-            jobids = self.claimGroup(now)
+            jobids = self._takeHanded() or self.claimGroup(now)
         except BaseException:
             self._slots.release()
             raise
@@ -599,6 +610,16 @@ def workerOfThread(name):
 def isRunning(db, oid):
     entry = _registry.get((db, oid))
     return entry is not None and entry[1].is_alive()
+
+
+def idleProcessor(db, oid):
+    """This process's processor of a service if it would take a new job
+    an add hands it (see handoff.py), else None."""
+    entry = _registry.get((db, oid))
+    if entry is not None and entry[1].is_alive() \
+            and entry[0].takesHandOff():
+        return entry[0]
+    return None
 
 
 def wake(db, oid):

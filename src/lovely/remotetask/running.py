@@ -110,12 +110,16 @@ class JobRunner:
     def _track(self, jobids):
         """Keep the leases of ``jobids`` while they run."""
         with self._runningLock:
-            self._running.update(jobids)
-            if self._keeper is None:
-                self._keeper = threading.Thread(
-                    target=self._keepLeases, name=f'leases:{self.name}',
-                    daemon=True)
-                self._keeper.start()
+            self._trackLocked(jobids)
+
+    def _trackLocked(self, jobids):
+        """``_track``, for a caller holding ``_runningLock``."""
+        self._running.update(jobids)
+        if self._keeper is None:
+            self._keeper = threading.Thread(
+                target=self._keepLeases, name=f'leases:{self.name}',
+                daemon=True)
+            self._keeper.start()
 
     def _untrack(self, jobids):
         with self._runningLock:

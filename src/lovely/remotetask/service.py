@@ -30,6 +30,7 @@ from zope.interface import implementer
 from lovely.remotetask import audit
 from lovely.remotetask import cancelling
 from lovely.remotetask import dependencies
+from lovely.remotetask import handoff
 from lovely.remotetask import history
 from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
@@ -148,7 +149,7 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         job.uniqueKey = uniqueKey
         job.runAnyway = bool(runAnyway)
         job.error = reason
-        self._insert(job)
+        self._insert(job, None if parents else handoff.claimer(self, job))
         if parents:
             dependencies.attach(self, job, parents)
         uniqueness.take(self, job)
