@@ -184,25 +184,20 @@ class JobTable:
                 return jobid
             self._v_nextid = None
 
-    def _insert(self, job, claim=None):
-        """Add a new job to the tables.  ``claim``: a function that claims
-        the new queued job at once (see handoff.py)."""
+    def _insert(self, job):
         job.__parent__ = self
         self.jobs[job.id] = job
         events.afterCommit(self, events.JobEnqueued(self, job))
-        if job.status == QUEUED and claim is None:
+        if job.status == QUEUED:
             # Indexed later, with others (see inbox.py).
             job._statusKey = timeKey(job.created, job.id)
             inbox.put(self, job)
             return
-        if claim is None:
-            status, job.status = job.status, None
-            self._setStatus(job, status, job.created)
+        status, job.status = job.status, None
+        self._setStatus(job, status, job.created)
         inbox.taskSet(self, job.task).add(job.id)
         self._taskCounts[job.task].change(1)
         sorting.added(self, job)
-        if claim is not None:
-            claim(job)
 
     def _newest(self, status, limit=None):
         """The ids of up to ``limit`` (None: all) jobs in ``status``, the

@@ -96,7 +96,6 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
                  partition=None, workerId=None, maxGroup=300,
                  groupTime=0.25, handOff=True):
         self.db = db
-        self._initHandOffs(handOff)
         self.maxGroup = maxGroup
         self.groupTime = groupTime
         self._jobTime = None    # seconds per job of the last groups
@@ -110,6 +109,7 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
         self._stopping = threading.Event()
         self._running = set()   # job ids this processor runs right now
         self._runningLock = threading.Lock()
+        self._initHandOffs(handOff)
         self._leaseTime = None
         self._lastDone = {}     # housekeeping name -> time.monotonic()
         self._claims = 0        # claims so far (see _claimPartition)
@@ -378,7 +378,7 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
         try:
             woken = self._wakeup.wait(timeout)
         finally:
-            self._waiting = False
+            self._stopWaiting()
         self._wakeup.clear()
         if woken:
             # Woken, perhaps by another process's commit: let its
@@ -387,7 +387,10 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
 
     def wake(self):
         """See IProcessor."""
-        self._wakeup.set()
+        # A hand-off under way wakes the processor as it ends (after the
+        # commit that woke it here, say): not twice.
+        if not self._reserved:
+            self._wakeup.set()
 
     def stop(self):
         """See IProcessor."""

@@ -149,12 +149,14 @@ class TaskService(JobTable, ProcessingSteps, WorkerSteps, Contained,
         job.uniqueKey = uniqueKey
         job.runAnyway = bool(runAnyway)
         job.error = reason
-        self._insert(job, None if parents else handoff.claimer(self, job))
+        self._insert(job)
         if parents:
             dependencies.attach(self, job, parents)
         uniqueness.take(self, job)
         if job.status == QUEUED:
             _wakeAfterCommit(self)
+            if not parents:
+                handoff.offer(self, job)
         return job.id
 
     def addCronJob(self, task, input=None, minute=(), hour=(), dayOfMonth=(),

@@ -1,18 +1,29 @@
-"""Hand-off: an add claims its job for this process's idle processor.
+"""Hand-off: an adding transaction claims its job for this process's idle
+processor as it commits.
 
 The job is then ``processing`` under the processor's lease when the add
 commits, and the processor runs it without a claim of its own; nothing
-is handed when the add's transaction aborts or conflicts, when other
-jobs wait, when limits or a pause apply, or to a processor that does not
-take hand-offs.
+is handed over when the transaction aborts or its commit fails, when
+other jobs wait, when limits or a pause apply, or to a processor that
+does not take hand-offs or has one under way.
+
+Most tests drive a registered processor by hand (its loop does not run):
+``_waiting`` says it waits idle, ``step`` runs what it was handed.
 """
+import datetime
 import logging
+import threading
 import time
+import types
 import unittest.mock
 
 import transaction
+import zope.component
 from ZODB.POSException import ConflictError
 
+from lovely.remotetask import events
+from lovely.remotetask import handoff
+from lovely.remotetask import inbox
 from lovely.remotetask import processor
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import PROCESSING
@@ -22,8 +33,34 @@ from lovely.remotetask.tests.test_concurrency import ServiceTestCase
 
 class HandOffCase(ServiceTestCase):
 
+    def setUp(self):
+        super().setUp()
+        # A task's first job creates its id set: not handed over.
+        self.transact(lambda s: inbox.taskSet(s, 'record'))
+
+    def tearDown(self):
+        for proc in self.processors:
+            proc._untrack(list(proc._running))   # (so the keeper ends)
+        entry = processor._registry.get((self.db, self.oid))
+        if entry is not None and isinstance(entry[1],
+                                            types.SimpleNamespace):
+            del processor._registry[(self.db, self.oid)]
+        super().tearDown()
+
+    def byHand(self, **arguments):
+        """A processor registered for the service, idle, whose loop does
+        not run."""
+        proc = processor.SimpleProcessor(self.db, self.oid, **arguments)
+        self.processors.append(proc)
+        proc._leaseTime = 60.0
+        proc._waiting = True
+        processor._registry[(self.db, self.oid)] = (
+            proc, types.SimpleNamespace(is_alive=lambda: True))
+        return proc
+
     def start(self, factory=processor.SimpleProcessor, **arguments):
-        """Start the service's processor thread; wait until it is idle."""
+        """Start the service's processor thread; wait until it is idle.
+        (It looks for work by itself only every minute.)"""
         processor.start(self.db, self.oid, 'remotetasks.tasks', factory,
                         dict(waitTime=60.0, **arguments))
         proc = processor._registry[(self.db, self.oid)][0]
@@ -40,57 +77,95 @@ class HandOffCase(ServiceTestCase):
     def statusOf(self, jobid):
         return self.transact(lambda s: s.getStatus(jobid))
 
+    def add(self, *args, **kw):
+        """Add a job in a transaction of its own; return its id."""
+        return self.transact(lambda s: s.add(*args, **kw))
+
+    def assertNothingHanded(self, proc):
+        self.assertEqual((proc._handed, proc._reserved, proc._running,
+                          proc.handOffs), ([], {}, set(), 0))
+
 
 class HandOffTests(HandOffCase):
 
-    def test_an_add_claims_for_the_idle_processor(self):
-        proc = self.start()
+    def test_the_commit_claims_for_the_idle_processor(self):
+        proc = self.byHand()
         conn = self.open()
         service = self.service(conn)
         jobid = service.add('record', 'x')
-        job = service.jobs[jobid]
-        # Claimed in the add's transaction, for the processor.
-        self.assertEqual(job.status, PROCESSING)
-        self.assertEqual(job.worker, proc.workerId)
-        self.assertEqual(job.lease.worker, proc.workerId)
-        self.assertEqual(service.countJobs(PROCESSING), 1)
-        self.assertEqual(service.countJobs(QUEUED), 0)
-        self.assertEqual(service.listJobs(task='record'), [job])
+        # In the transaction the job is queued, as any new job.
+        self.assertEqual(service.getStatus(jobid), QUEUED)
+        before = datetime.datetime.now(datetime.timezone.utc)
         self.commit(conn)
-        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
+        self.assertEqual((proc._handed, proc.handOffs), ([jobid], 1))
+        self.assertIn(jobid, proc._running)   # its lease is kept
+
+        def look(service):
+            job = service.jobs[jobid]
+            return (job.status, job.worker, job.lease.worker,
+                    job.lease.expires >= before
+                    + datetime.timedelta(seconds=service.leaseTime),
+                    service.countJobs(PROCESSING), service.countJobs(QUEUED),
+                    [each.id for each in service.listJobs(task='record')])
+        self.assertEqual(self.transact(look), (
+            PROCESSING, proc.workerId, proc.workerId, True, 1, 0, [jobid]))
+        self.assertTrue(proc.step())
         self.assertEqual(self.runs, [jobid])
         self.assertEqual(self.transact(lambda s: (
-            s.jobs[jobid].attempts, s.jobs[jobid].claims)), (1, 1))
-        self.assertEqual(self.transact(lambda s: s.countJobs(PROCESSING)),
-                         0)
+            s.getStatus(jobid), s.jobs[jobid].attempts,
+            s.jobs[jobid].claims, s.countJobs(PROCESSING))),
+            (COMPLETED, 1, 1, 0))
+        self.assertEqual((proc._handed, proc._running), ([], set()))
 
-    def test_one_hand_off_per_transaction(self):
-        proc = self.start()
+    def test_the_start_event_knows_the_wait(self):
+        proc = self.byHand()
+        waited = []
+        zope.component.provideHandler(
+            lambda event: waited.append(event.waited), [events.IJobStarted])
+        self.add('record', 'x')
+        self.assertEqual(proc.handOffs, 1)
+        self.assertEqual(len(waited), 1)
+        self.assertIsNotNone(waited[0])
+
+    def test_not_two_jobs_of_one_transaction(self):
+        proc = self.byHand()
         conn = self.open()
         service = self.service(conn)
         first, second = service.add('record', 1), service.add('record', 2)
-        self.assertEqual(service.getStatus(first), PROCESSING)
-        self.assertEqual(service.getStatus(second), QUEUED)
         self.commit(conn)
-        # (Which runs first is open: the commit's invalidations may wake
-        # the processor before the hand-over.)
-        self.waitUntil(lambda: len(self.runs) == 2)
-        self.assertEqual(sorted(self.runs), sorted([first, second]))
-        self.assertEqual(proc._handed, [])
+        self.assertNothingHanded(proc)
+        self.assertEqual([self.statusOf(first), self.statusOf(second)],
+                         [QUEUED, QUEUED])
+
+    def test_not_a_job_cancelled_before_the_commit(self):
+        proc = self.byHand()
+        conn = self.open()
+        service = self.service(conn)
+        jobid = service.add('record', 'x')
+        service.cancel(jobid)
+        self.commit(conn)
+        self.assertNothingHanded(proc)
+
+    def test_not_a_job_rolled_back_to_a_savepoint(self):
+        proc = self.byHand()
+        conn = self.open()
+        savepoint = conn.transaction_manager.get().savepoint()
+        jobid = self.service(conn).add('record', 'x')
+        savepoint.rollback()
+        self.commit(conn)
+        self.assertNothingHanded(proc)
+        self.assertNotIn(jobid, self.transact(lambda s: list(s.jobs)))
 
     def test_an_aborted_add_hands_nothing(self):
-        proc = self.start()
+        proc = self.byHand()
         conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        self.service(conn).add('record', 'x')
         conn.transaction_manager.abort()
-        time.sleep(0.05)
-        self.assertEqual((proc._handed, proc._running, self.runs),
-                         ([], set(), []))
-        self.assertNotIn(jobid, self.transact(lambda s: list(s.jobs)))
+        self.assertNothingHanded(proc)
         self.assertTrue(proc.takesHandOff())
 
-    def test_a_conflicting_add_hands_nothing(self):
-        proc = self.start()
+    def test_a_conflicting_commit_hands_nothing(self):
+        proc = self.byHand()
         conn = self.open()
         jobid = self.service(conn).add('record', 'x')
         conn.root()['data']['counter'] = 1
@@ -99,99 +174,155 @@ class HandOffTests(HandOffCase):
         self.commit(other)
         with self.assertRaises(ConflictError):
             conn.transaction_manager.commit()
+        self.assertNothingHanded(proc)
         conn.transaction_manager.abort()
-        time.sleep(0.05)
-        self.assertEqual((proc._handed, proc._running, self.runs),
-                         ([], set(), []))
         self.assertNotIn(jobid, self.transact(lambda s: list(s.jobs)))
+        self.assertIsNotNone(proc.reserve())
+
+    def test_a_failing_later_hook_and_the_abort_end_the_reservation(self):
+        proc = self.byHand()
+        conn = self.open()
+        self.service(conn).add('record', 'x')
+        txn = conn.transaction_manager.get()
+
+        def fail():
+            raise RuntimeError('a later hook fails')
+        txn.addBeforeCommitHook(fail)
+        with self.assertRaises(RuntimeError):
+            txn.commit()
+        self.assertEqual(len(proc._reserved), 1)   # until the abort
+        conn.transaction_manager.abort()
+        self.assertNothingHanded(proc)
+
+    def test_a_reservation_nothing_ended_lapses(self):
+        proc = self.byHand()
+        with unittest.mock.patch.object(handoff, 'RESERVATION', 0.05):
+            self.assertIsNotNone(proc.reserve())
+            self.assertIsNone(proc.reserve())
+            time.sleep(0.06)
+            self.assertIsNotNone(proc.reserve())
 
     def test_not_past_a_queued_job(self):
-        # A job waits, queued, for its retry: the add only wakes the
-        # processor, which claims in claim order.
-        self.provideTask('fails', self.fails)
-        first = self.transact(lambda s: s.add('fails', 'x', maxRetries=1,
-                                              retryDelay=60))
-        proc = self.start()
-        self.waitUntil(lambda: self.runs == [first] and proc._waiting)
-        self.assertEqual(self.statusOf(first), QUEUED)
-        conn = self.open()
-        service = self.service(conn)
-        jobid = service.add('record', 'new')
-        self.assertEqual(service.getStatus(jobid), QUEUED)
-        self.commit(conn)
-        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
+        older = self.add('record', 'older')
+        self.transact(inbox.index)   # in the ready queue now
+        proc = self.byHand()
+        jobid = self.add('record', 'new')
+        self.assertNothingHanded(proc)
+        self.assertEqual([self.statusOf(older), self.statusOf(jobid)],
+                         [QUEUED, QUEUED])
 
-    def fails(self, service, jobid, input):
-        self.runs.append(jobid)
-        raise RuntimeError('not now')
+    def test_not_past_a_due_scheduled_job(self):
+        proc = self.byHand()
+        self.transact(lambda s: s.addCronJob('record', delay=0.001))
+        self.add('record', 'new')
+        self.assertNothingHanded(proc)
+
+    def test_past_a_scheduled_job_not_due(self):
+        proc = self.byHand()
+        self.transact(lambda s: s.addCronJob('record', delay=3600))
+        self.add('record', 'new')
+        self.assertEqual(proc.handOffs, 1)
 
     def test_not_while_paused(self):
-        self.start()
-        conn = self.open()
-        service = self.service(conn)
-        service.pause()
-        self.commit(conn)
-        conn = self.open()
-        service = self.service(conn)
-        jobid = service.add('record', 'x')
-        self.assertEqual(service.getStatus(jobid), QUEUED)
-        self.commit(conn)
+        proc = self.byHand()
+        self.transact(lambda s: s.pause())
+        jobid = self.add('record', 'x')
+        self.assertNothingHanded(proc)
+        self.assertEqual(self.statusOf(jobid), QUEUED)
 
     def test_not_when_tasks_have_limits(self):
-        self.start()
-        conn = self.open()
-        service = self.service(conn)
-        service.setTaskLimits('record', maxConcurrent=1)
-        jobid = service.add('record', 'x')
-        self.assertEqual(service.getStatus(jobid), QUEUED)
-        self.commit(conn)
-        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
+        proc = self.byHand()
+        self.transact(lambda s: s.setTaskLimits('record', maxConcurrent=1))
+        self.add('record', 'x')
+        self.assertNothingHanded(proc)
+
+    def test_not_the_first_job_of_a_task(self):
+        proc = self.byHand()
+        self.add('echo', 'x')
+        self.assertNothingHanded(proc)
+        self.add('echo', 'y')
+        self.assertNothingHanded(proc)   # the first is still queued
 
     def test_not_to_a_processor_without_hand_offs(self):
-        self.start(handOff=False)
+        proc = self.byHand(handOff=False)
+        self.add('record', 'x')
+        self.assertNothingHanded(proc)
+
+    def test_not_to_a_busy_processor(self):
+        proc = self.byHand()
+        proc._waiting = False
+        self.add('record', 'x')
+        self.assertNothingHanded(proc)
+
+    def test_one_hand_off_at_a_time(self):
+        proc = self.byHand()
+        first = self.add('record', 'first')
+        self.add('record', 'second')   # the first waits to be run
+        self.assertEqual((proc._handed, proc.handOffs), ([first], 1))
+        token = proc.reserve()
+        self.assertIsNone(token)
+        proc._takeHanded()
+        token = proc.reserve()
+        self.assertIsNone(proc.reserve())
+        proc.handOver(token, None)
+        self.assertIsNotNone(proc.reserve())
+
+
+class WaitingTests(HandOffCase):
+    """A processor with a hand-off under way waits for it: woken (by the
+    commit's own invalidations, say) before it claims, stopping before
+    its thread ends."""
+
+    def inThread(self, func):
+        thread = threading.Thread(target=func, daemon=True)
+        thread.start()
+        return thread
+
+    def test_a_woken_processor_waits_for_the_hand_over(self):
+        proc = self.byHand()
+        token = proc.reserve()
+        thread = self.inThread(proc._stopWaiting)
+        thread.join(0.1)
+        self.assertTrue(thread.is_alive())
+        proc.handOver(token, None)
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+
+    def test_a_stopping_processor_runs_what_its_commit_hands_over(self):
+        proc = self.byHand()
         conn = self.open()
         jobid = self.service(conn).add('record', 'x')
-        self.assertEqual(self.service(conn).getStatus(jobid), QUEUED)
-        self.commit(conn)
-        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
-
-    def test_a_multiprocessor_takes_hand_offs(self):
-        proc = self.start(processor.MultiProcessor, maxThreads=2)
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
-        self.assertEqual(self.service(conn).jobs[jobid].worker,
-                         proc.workerId)
-        self.commit(conn)
-        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
-
-
-class EndOfLoopTests(HandOffCase):
-    """A processor whose loop ends runs the jobs it was handed; one
-    handed a job later leaves it to its lease."""
-
-    def claimFor(self, proc):
-        def add(service):
-            jobid = service.add('record', 'x')
-            service.claimGroup(proc.workerId, 1)
-            return jobid
-        return self.transact(add)
-
-    def test_handed_jobs_run_at_the_end(self):
-        proc = processor.SimpleProcessor(self.db, self.oid)
-        self.processors.append(proc)
-        jobid = self.claimFor(proc)
-        proc.handOver([jobid])
-        self.assertIn(jobid, proc._running)   # its lease is kept
+        txn = conn.transaction_manager.get()
+        # The hooks run: the processor is reserved and the job claimed.
+        txn._callBeforeCommitHooks()
+        self.assertEqual(len(proc._reserved), 1)
         proc.stop()
-        proc._endHandOffs()
+        ending = self.inThread(proc._endHandOffs)
+        ending.join(0.1)
+        self.assertTrue(ending.is_alive())   # waits for the hand-over
+        txn._before_commit.clear()
+        self.commit(conn)
+        ending.join(10)
+        self.assertFalse(ending.is_alive())
         self.assertEqual(self.statusOf(jobid), COMPLETED)
-        self.assertEqual(proc._running, set())
+        self.assertEqual((proc._handed, proc._running), ([], set()))
+
+    def test_a_late_hand_over_is_left_to_the_lease(self):
+        proc = self.byHand()
+        token = proc.reserve()
+        proc.stop()
+        proc._endHandOffs(timeout=0.01)
+        jobid = self.transact(lambda s: s.add('record', 'x'))
+        with self.assertLogs('lovely.remotetask', logging.WARNING) as log:
+            proc.handOver(token, jobid)
+        self.assertIn('its lease will expire', log.output[0])
+        self.assertEqual((proc._handed, proc._running), ([], set()))
 
     def test_after_an_unexpected_end_they_are_left_to_their_leases(self):
-        proc = processor.SimpleProcessor(self.db, self.oid)
-        self.processors.append(proc)
-        jobid = self.claimFor(proc)
-        proc.handOver([jobid])
+        proc = self.byHand()
+        self.add('record', 'x')
+        self.assertEqual(len(proc._handed), 1)
+        jobid = proc._handed[0]
         with unittest.mock.patch.object(
                 proc, '_loop', side_effect=RuntimeError('bug')):
             proc()
@@ -201,17 +332,23 @@ class EndOfLoopTests(HandOffCase):
         self.assertIn('%s: the processor ended unexpectedly' % proc.workerId,
                       self.log.messages())
 
-    def test_a_late_hand_over_is_left_to_the_lease(self):
-        proc = processor.SimpleProcessor(self.db, self.oid)
-        self.processors.append(proc)
-        proc.stop()
-        proc._endHandOffs()
-        jobid = self.claimFor(proc)
-        with self.assertLogs('lovely.remotetask', logging.WARNING) as log:
-            proc.handOver([jobid])
-        self.assertIn('their leases will expire', log.output[0])
-        self.assertEqual((proc._handed, proc._running), ([], set()))
-        self.assertEqual(self.statusOf(jobid), PROCESSING)
+
+class ThreadTests(HandOffCase):
+    """The processor's own thread, end to end."""
+
+    def test_a_processor_thread(self):
+        proc = self.start()
+        jobid = self.add('record', 'x')
+        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
+        self.assertEqual((self.runs, proc.handOffs), ([jobid], 1))
+
+    def test_a_multiprocessor(self):
+        proc = self.start(processor.MultiProcessor, maxThreads=2)
+        jobid = self.add('record', 'x')
+        self.waitUntil(lambda: self.statusOf(jobid) == COMPLETED)
+        self.assertEqual((self.runs, proc.handOffs), ([jobid], 1))
+        self.assertEqual(self.transact(lambda s: s.jobs[jobid].worker),
+                         proc.workerId)
 
 
 def test_suite():
