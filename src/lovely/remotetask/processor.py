@@ -389,7 +389,7 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
         """See IProcessor."""
         # A hand-off under way wakes the processor as it ends (after the
         # commit that woke it here, say): not twice.
-        if not self._reserved:
+        if not self._reserving():
             self._wakeup.set()
 
     def stop(self):
@@ -481,6 +481,7 @@ class MultiProcessor(BaseProcessor):
             # than leaving them to their leases.
             self._threads.discard(thread)
             self._slots.release()
+            self._untrack(jobids)   # (handed jobs are tracked already)
             text = traceback.format_exc()
             for jobid in jobids:
                 self._fail(jobid, error, text, now)

@@ -28,6 +28,7 @@ from lovely.remotetask import processor
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.jobtable import now_
 from lovely.remotetask.tests.test_concurrency import ServiceTestCase
 
 
@@ -82,8 +83,18 @@ class HandOffCase(ServiceTestCase):
         return self.transact(lambda s: s.add(*args, **kw))
 
     def assertNothingHanded(self, proc):
-        self.assertEqual((proc._handed, proc._reserved, proc._running,
-                          proc.handOffs), ([], {}, set(), 0))
+        self.assertEqual((proc._handed, proc._unsure, proc._reserved,
+                          proc._running, proc.handOffs),
+                         ([], [], {}, set(), 0))
+
+    def assertUnsureAndNotOurs(self, proc, jobid):
+        """A failed commit's job, which the processor checks (quietly)
+        and finds not claimed."""
+        self.assertEqual((proc._handed, proc._unsure, proc._reserved),
+                         ([], [jobid], {}))
+        self.assertEqual(proc._takeHanded(), [])
+        self.assertEqual(proc._running, set())
+        self.assertEqual(self.log.messages(logging.WARNING), [])
 
 
 class HandOffTests(HandOffCase):
@@ -174,15 +185,15 @@ class HandOffTests(HandOffCase):
         self.commit(other)
         with self.assertRaises(ConflictError):
             conn.transaction_manager.commit()
-        self.assertNothingHanded(proc)
         conn.transaction_manager.abort()
         self.assertNotIn(jobid, self.transact(lambda s: list(s.jobs)))
+        self.assertUnsureAndNotOurs(proc, jobid)
         self.assertIsNotNone(proc.reserve())
 
     def test_a_failing_later_hook_and_the_abort_end_the_reservation(self):
         proc = self.byHand()
         conn = self.open()
-        self.service(conn).add('record', 'x')
+        jobid = self.service(conn).add('record', 'x')
         txn = conn.transaction_manager.get()
 
         def fail():
@@ -191,16 +202,76 @@ class HandOffTests(HandOffCase):
         with self.assertRaises(RuntimeError):
             txn.commit()
         self.assertEqual(len(proc._reserved), 1)   # until the abort
+        proc.wake()
+        self.assertFalse(proc._wakeup.is_set())    # left to the end
         conn.transaction_manager.abort()
-        self.assertNothingHanded(proc)
+        self.assertTrue(proc._wakeup.is_set())
+        self.assertUnsureAndNotOurs(proc, jobid)
+
+    def test_a_commit_that_fails_after_its_data_committed(self):
+        # (A synchronizer's afterCompletion that raises: no after-commit
+        # hook runs, the caller aborts.)
+        proc = self.byHand()
+        conn = self.open()
+        jobid = self.service(conn).add('record', 'x')
+
+        class Failing:
+            def beforeCompletion(self, txn):
+                pass
+
+            def afterCompletion(self, txn):
+                raise RuntimeError('after the commit')
+
+            def newTransaction(self, txn):
+                pass
+        failing = Failing()
+        conn.transaction_manager.registerSynch(failing)
+        with self.assertRaises(RuntimeError):
+            conn.transaction_manager.get().commit()
+        conn.transaction_manager.unregisterSynch(failing)
+        conn.transaction_manager.abort()
+        self.assertEqual((proc._handed, proc.handOffs), ([jobid], 1))
+        self.assertTrue(proc.step())
+        self.assertEqual((self.runs, self.statusOf(jobid)),
+                         ([jobid], COMPLETED))
+
+    def test_after_commit_hooks_added_later_find_it_handed_over(self):
+        proc = self.byHand()
+        conn = self.open()
+        jobid = self.service(conn).add('record', 'x')
+        seen = []
+        conn.transaction_manager.get().addAfterCommitHook(
+            lambda ok: seen.append(list(proc._handed)))
+        self.commit(conn)
+        self.assertEqual(seen, [[jobid]])
 
     def test_a_reservation_nothing_ended_lapses(self):
         proc = self.byHand()
         with unittest.mock.patch.object(handoff, 'RESERVATION', 0.05):
             self.assertIsNotNone(proc.reserve())
             self.assertIsNone(proc.reserve())
+            proc.wake()
+            self.assertFalse(proc._wakeup.is_set())
+            self.assertFalse(proc.takesHandOff())
             time.sleep(0.06)
+            proc.wake()
+            self.assertTrue(proc._wakeup.is_set())
+            self.assertTrue(proc.takesHandOff())
             self.assertIsNotNone(proc.reserve())
+
+    def test_a_pause_committed_meanwhile_makes_the_commit_conflict(self):
+        proc = self.byHand()
+        self.transact(lambda s: (s.pause(), s.resume()))   # (its object)
+        conn = self.open()
+        jobid = self.service(conn).add('record', 'x')
+        self.transact(lambda s: s.pause())
+        with self.assertRaises(ConflictError):
+            conn.transaction_manager.commit()
+        conn.transaction_manager.abort()
+        self.assertUnsureAndNotOurs(proc, jobid)
+        jobid = self.add('record', 'x')   # tried again: paused
+        self.assertEqual(self.statusOf(jobid), QUEUED)
+        self.assertEqual(proc.handOffs, 0)
 
     def test_not_past_a_queued_job(self):
         older = self.add('record', 'older')
@@ -214,6 +285,8 @@ class HandOffTests(HandOffCase):
     def test_not_past_a_due_scheduled_job(self):
         proc = self.byHand()
         self.transact(lambda s: s.addCronJob('record', delay=0.001))
+        self.waitUntil(lambda: self.transact(
+            lambda s: s._nextDue(now_()) is not None))
         self.add('record', 'new')
         self.assertNothingHanded(proc)
 
@@ -307,18 +380,26 @@ class WaitingTests(HandOffCase):
         self.assertEqual(self.statusOf(jobid), COMPLETED)
         self.assertEqual((proc._handed, proc._running), ([], set()))
 
-    def test_a_late_hand_over_is_left_to_the_lease(self):
+    def test_a_late_hand_over_is_given_back(self):
         proc = self.byHand()
-        token = proc.reserve()
+        conn = self.open()
+        jobid = self.service(conn).add('record', 'x')
+        txn = conn.transaction_manager.get()
+        txn._callBeforeCommitHooks()    # reserved, the job claimed
+        txn._before_commit.clear()
         proc.stop()
         proc._endHandOffs(timeout=0.01)
-        jobid = self.transact(lambda s: s.add('record', 'x'))
-        with self.assertLogs('lovely.remotetask', logging.WARNING) as log:
-            proc.handOver(token, jobid)
-        self.assertIn('its lease will expire', log.output[0])
+        self.commit(conn)
         self.assertEqual((proc._handed, proc._running), ([], set()))
+        self.assertEqual(self.transact(lambda s: (
+            s.getStatus(jobid), s.jobs[jobid].attempts,
+            s.jobs[jobid].lease, s.countJobs(PROCESSING))),
+            (QUEUED, 0, None, 0))
+        self.assertIn('%s: jobs [%d] were handed over after the processor '
+                      'ended: given back to the queue'
+                      % (proc.workerId, jobid), self.log.messages())
 
-    def test_after_an_unexpected_end_they_are_left_to_their_leases(self):
+    def test_after_an_unexpected_end_they_are_given_back(self):
         proc = self.byHand()
         self.add('record', 'x')
         self.assertEqual(len(proc._handed), 1)
@@ -326,11 +407,34 @@ class WaitingTests(HandOffCase):
         with unittest.mock.patch.object(
                 proc, '_loop', side_effect=RuntimeError('bug')):
             proc()
+        proc._heart.thread.join(10)   # it deregisters the worker
         self.assertEqual((proc._handed, proc._running, self.runs),
                          ([], set(), []))
-        self.assertEqual(self.statusOf(jobid), PROCESSING)
+        self.assertEqual(self.transact(lambda s: (
+            s.getStatus(jobid), s.jobs[jobid].attempts)), (QUEUED, 0))
         self.assertIn('%s: the processor ended unexpectedly' % proc.workerId,
                       self.log.messages())
+
+
+class MultiProcessorThreadTests(HandOffCase):
+
+    def test_a_job_thread_that_cannot_start(self):
+        proc = self.byHand()
+        proc.__class__ = processor.MultiProcessor
+        proc._slots = threading.BoundedSemaphore(1)
+        proc._threads = set()
+        jobid = self.add('record', 'x')
+        self.assertEqual(proc._running, {jobid})
+        real = threading.Thread.start
+
+        def start(thread):
+            if thread.name.startswith('job-'):
+                raise RuntimeError("can't start new thread")
+            return real(thread)
+        with unittest.mock.patch.object(threading.Thread, 'start', start):
+            with self.assertRaises(RuntimeError):
+                proc.step()
+        self.assertEqual(proc._running, set())
 
 
 class ThreadTests(HandOffCase):
