@@ -32,16 +32,19 @@ processor keeps its lease from then on and runs it at its next step.  A
 commit that fails, or a transaction aborted after the hook, ends the
 reservation; the processor then checks whether the claim committed all
 the same (a commit that failed after its data did) and runs the job if
-it did.  Wakes of a reserved processor are left to the hand-over's end
-(which wakes it); one that polls meanwhile waits for it (``WAIT``
-seconds at most) before it claims.  A reservation that nothing ended
-within ``RESERVATION`` seconds (a transaction dropped without an abort)
-lapses.
+it did.  Wakes of a processor reserved for less than ``WAIT`` seconds
+are left to the hand-over's end (which wakes it); one that wakes
+meanwhile all the same (its poll, or a wake after ``WAIT``) waits for the
+hand-over (``WAIT`` seconds at most) before it claims.  A reservation
+that nothing ended within ``RESERVATION`` seconds (a transaction dropped
+without an abort; or one whose earlier after-abort hook raised, which
+also leaves a claim that committed to its lease) lapses.
 
 A stopping processor waits for a hand-off under way (``RESERVATION``
 seconds at most) and runs what it was handed before its thread ends; a
 job handed over after that (or left by a loop that ended unexpectedly)
-is given back to the queue, its attempt not counted (``giveBack``).  A
+is given back to the queue at the place of a new job, its attempt not
+counted, or ended cancelled if its cancel was requested (``giveBack``).  A
 process that dies with a handed job leaves it to its lease, as any
 claimed job: another processor takes it back once the lease expires or
 the worker's heartbeats stop.
@@ -58,10 +61,12 @@ import time
 
 from transaction._transaction import Status
 
+from lovely.remotetask import cancelling
 from lovely.remotetask import inbox
 from lovely.remotetask import tasklimits
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
+from lovely.remotetask.jobtable import _wakeAfterCommit
 from lovely.remotetask.jobtable import now_
 from lovely.remotetask.running import _closed
 from lovely.remotetask.timeset import keyId
@@ -92,9 +97,10 @@ def offer(service, job):
     except KeyError:
         offers = {}
         txn.set_data(offer, offers)
-    pending = offers.get(service._p_oid)
+    key = (jar.db(), service._p_oid)
+    pending = offers.get(key)
     if pending is None:
-        pending = offers[service._p_oid] = _Offer(service, proc)
+        pending = offers[key] = _Offer(service, proc)
         # The hand-over hook now, so that it runs before after-commit
         # hooks registered after the add (a slow one would delay the job).
         txn.addBeforeCommitHook(pending.claim)
@@ -170,15 +176,28 @@ def _readCurrent(service):
     changed since the transaction began (its snapshot said go)."""
     jar = service._p_jar
     registry = service._registry()
+    settings = service._taskSettings
     for ob in (registry.control if registry is not None else None,
-               service._taskSettings):
+               settings, *_buckets(settings)):
         if ob is not None and ob._p_jar is jar and ob._p_oid is not None:
+            ob._p_activate()   # (a ghost's serial is unknown: not read)
             jar.readCurrent(ob)
 
 
-def giveBack(service, jobids, worker):
-    """Put jobs claimed for ``worker``, never run, back into the queue as
-    if never claimed (their attempt does not count); return their ids."""
+def _buckets(tree):
+    """The buckets of a BTree stored apart from it (a small tree keeps
+    its one bucket inside its own record)."""
+    bucket = tree._firstbucket
+    while bucket is not None:
+        yield bucket
+        bucket = bucket._next
+
+
+def giveBack(service, jobids, worker, now=None):
+    """Put jobs claimed for ``worker``, never run, back into the queue at
+    the place of a new job (their attempt does not count), or end them
+    cancelled if their cancel was requested meanwhile; return the ids of
+    the jobs put back or ended."""
     given = []
     for jobid in jobids:
         job = service.jobs.get(jobid)
@@ -186,10 +205,14 @@ def giveBack(service, jobids, worker):
         if job is None or job.status != PROCESSING or lease is None \
                 or lease.worker != worker or lease.revoked:
             continue
+        given.append(jobid)
+        if cancelling.isRequested(job):
+            cancelling.end(service, job, now_(now))
+            continue
         job.attempts -= 1
         job.lease = job.worker = job.started = None
-        service._queue(job)
-        given.append(jobid)
+        service._setStatus(job, QUEUED, job.created)
+        _wakeAfterCommit(service)
     return given
 
 
@@ -208,17 +231,18 @@ class HandOffs:
         self.handOffs = 0
         self._handed = []       # job ids handed over, not run yet
         self._unsure = []       # ... by commits that may have failed
-        self._reserved = {}     # token -> when it lapses (monotonic)
+        self._reserved = {}     # token -> when it was made (monotonic)
         self._tokens = itertools.count()
         self._waiting = False   # idle: waiting for work (see _idle)
         self._loopEnded = False
         self._handOffEnded = threading.Condition(self._runningLock)
 
-    def _reserving(self):
-        """Is a hand-off under way (a reservation that has not lapsed)?
-        (Unlocked: the dict has one entry at most.)"""
-        lapses = tuple(self._reserved.values())
-        return bool(lapses) and max(lapses) > time.monotonic()
+    def _reserving(self, within=None):
+        """Is a hand-off under way (a reservation made ``within`` seconds,
+        default ``RESERVATION``)?  (Unlocked: one entry at most.)"""
+        made = tuple(self._reserved.values())
+        return bool(made) and max(made) > time.monotonic() - (
+            RESERVATION if within is None else min(within, RESERVATION))
 
     def takesHandOff(self):
         """Would this processor take a hand-off now?  (Unlocked: a hint
@@ -236,7 +260,7 @@ class HandOffs:
                     or self._stopping.is_set():
                 return None
             token = next(self._tokens)
-            self._reserved[token] = time.monotonic() + RESERVATION
+            self._reserved[token] = time.monotonic()
             return token
 
     def handOver(self, token, jobid, committed=True):
@@ -256,23 +280,24 @@ class HandOffs:
         # were left to its end (see ``wake``).
         self._wakeup.set()
         if jobid is not None and committed and not taken:
-            self._giveBack([jobid])
+            self._giveBack([jobid], 'were handed over after the processor '
+                                    'ended')
 
-    def _giveBack(self, jobids):
+    def _giveBack(self, jobids, why):
         """Put handed jobs this processor will not run back into the
         queue (in a transaction of their own; failing that, they are left
         to their leases)."""
         try:
-            self._transact(lambda service, now: giveBack(
-                service, jobids, self.workerId), 2)
+            given = self._transact(lambda service, now: giveBack(
+                service, jobids, self.workerId, now), 2)
         except Exception as error:
-            log.warning('%s: jobs %s were handed over after the processor '
-                        'ended, and giving them back failed (%s: %s); they '
-                        'are left to their leases', self.workerId, jobids,
-                        error.__class__.__name__, error)
+            log.warning('%s: jobs %s %s, and giving them back failed (%s: '
+                        '%s); they are left to their leases', self.workerId,
+                        jobids, why, error.__class__.__name__, error)
         else:
-            log.info('%s: jobs %s were handed over after the processor '
-                     'ended: given back to the queue', self.workerId, jobids)
+            if given:
+                log.info('%s: jobs %s %s: given back to the queue',
+                         self.workerId, given, why)
 
     def _stopWaiting(self, timeout=WAIT):
         """The processor stops waiting idle; a hand-off under way is
@@ -286,9 +311,9 @@ class HandOffs:
         return not self._reserved
 
     def _lapse(self):
-        clock = time.monotonic()
-        for token, lapses in list(self._reserved.items()):
-            if lapses < clock:
+        since = time.monotonic() - RESERVATION
+        for token, made in list(self._reserved.items()):
+            if made < since:
                 del self._reserved[token]
 
     def _takeHanded(self):
@@ -297,37 +322,47 @@ class HandOffs:
         with self._runningLock:
             jobids, self._handed = self._handed, []
             unsure, self._unsure = self._unsure, []
-        if unsure:
-            try:
-                held = self._transact(lambda service, now: [
-                    jobid for jobid in unsure
-                    if self._holds(service.jobs.get(jobid))], 0)
-            except BaseException:
-                with self._runningLock:
-                    self._unsure.extend(unsure)   # (the next step looks)
-                    self._handed[:0] = jobids
-                raise
-            self._untrack(set(unsure) - set(held))
-            jobids.extend(held)
-        return jobids
+        try:
+            return jobids + self._held(unsure)
+        except BaseException:
+            with self._runningLock:
+                self._unsure.extend(unsure)   # (the next step looks)
+                self._handed[:0] = jobids
+            raise
 
-    def _endHandOffs(self, run=True, timeout=RESERVATION):
+    def _held(self, unsure):
+        """Those of ``unsure`` whose claim this processor holds (the
+        others are no longer tracked)."""
+        if not unsure:
+            return []
+        held = self._transact(lambda service, now: [
+            jobid for jobid in unsure
+            if self._holds(service.jobs.get(jobid))], 0)
+        self._untrack(set(unsure) - set(held))
+        with self._runningLock:
+            self.handOffs += len(held)
+        return held
+
+    def _endHandOffs(self, run=True, timeout=None):
         """Take no more jobs; run those handed over and not run yet, after
-        waiting for a hand-off under way (unless not ``run``: they are
-        given back to the queue then; a closed database leaves them to
-        their leases)."""
+        waiting for a hand-off under way (``RESERVATION`` seconds at
+        most), unless not ``run``: they are given back to the queue then;
+        a closed database leaves them to their leases."""
         if run:
-            self._stopWaiting(timeout)
+            self._stopWaiting(RESERVATION if timeout is None else timeout)
         with self._runningLock:
             self._loopEnded = True
-            jobids = self._handed + self._unsure
+            jobids, unsure = self._handed, self._unsure
             self._handed, self._unsure = [], []
-        if not jobids:
+        if not jobids and not unsure:
             return
-        self._untrack(jobids)
         if _closed(self.db):
+            self._untrack(jobids + unsure)
             return
+        jobids += self._held(unsure)
+        self._untrack(jobids)
         if run:
             self.runGroup(jobids)
         else:
-            self._giveBack(jobids)
+            self._giveBack(jobids, 'were left by a processor that ended '
+                                   'unexpectedly')

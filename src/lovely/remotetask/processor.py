@@ -388,8 +388,9 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
     def wake(self):
         """See IProcessor."""
         # A hand-off under way wakes the processor as it ends (after the
-        # commit that woke it here, say): not twice.
-        if not self._reserving():
+        # commit that woke it here, say): not twice; but one under way
+        # for longer than handoff.WAIT may never end (see handoff.py).
+        if not self._reserving(handoff.WAIT):
             self._wakeup.set()
 
     def stop(self):

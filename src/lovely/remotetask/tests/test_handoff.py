@@ -25,6 +25,7 @@ from lovely.remotetask import events
 from lovely.remotetask import handoff
 from lovely.remotetask import inbox
 from lovely.remotetask import processor
+from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
 from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
@@ -259,6 +260,34 @@ class HandOffTests(HandOffCase):
             self.assertTrue(proc.takesHandOff())
             self.assertIsNotNone(proc.reserve())
 
+    def test_a_wake_after_WAIT_is_not_left_to_the_hand_off(self):
+        proc = self.byHand()
+        with unittest.mock.patch.object(handoff, 'WAIT', 0.05):
+            proc.reserve()
+            proc.wake()
+            self.assertFalse(proc._wakeup.is_set())
+            time.sleep(0.06)
+            proc.wake()
+            self.assertTrue(proc._wakeup.is_set())
+            self.assertFalse(proc.takesHandOff())   # (until it lapses)
+
+    def test_a_limit_of_a_big_settings_tree_makes_the_commit_conflict(self):
+        proc = self.byHand()
+
+        def many(service):
+            for i in range(40):   # (the tree has buckets of its own)
+                service.setTaskLimits(f'task{i}', keepCompleted=5)
+        self.transact(many)
+        self.assertEqual(len(list(handoff._buckets(self.transact(
+            lambda s: s._taskSettings)))), 2)
+        conn = self.open()
+        jobid = self.service(conn).add('record', 'x')
+        self.transact(lambda s: s.setTaskLimits('task39', maxConcurrent=1))
+        with self.assertRaises(ConflictError):
+            conn.transaction_manager.commit()
+        conn.transaction_manager.abort()
+        self.assertUnsureAndNotOurs(proc, jobid)
+
     def test_a_pause_committed_meanwhile_makes_the_commit_conflict(self):
         proc = self.byHand()
         self.transact(lambda s: (s.pause(), s.resume()))   # (its object)
@@ -341,6 +370,46 @@ class HandOffTests(HandOffCase):
         self.assertIsNotNone(proc.reserve())
 
 
+class GiveBackTests(HandOffCase):
+    """A job handed over that its processor will not run goes back to
+    the queue as a new job would be, or ends cancelled."""
+
+    def handed(self):
+        proc = self.byHand()
+        jobid = self.add('record', 'x')
+        self.assertEqual(proc._handed, [jobid])
+        proc._untrack(proc._takeHanded())
+        return proc, jobid
+
+    def test_back_at_its_place(self):
+        proc, jobid = self.handed()
+        proc._waiting = False
+        later = self.add('record', 'later')
+        given = self.transact(lambda s: handoff.giveBack(
+            s, [jobid, later, 12345], proc.workerId))
+        self.assertEqual(given, [jobid])
+        self.assertEqual(self.transact(lambda s: (
+            s.getStatus(jobid), s.jobs[jobid].attempts, s.jobs[jobid].lease,
+            s.jobs[jobid].worker, s.countJobs(PROCESSING))),
+            (QUEUED, 0, None, None, 0))
+        claimed = self.transact(lambda s: [
+            job.id for job in s.claimGroup('other', 2)])
+        self.assertEqual(claimed, [jobid, later])
+
+    def test_not_a_job_of_another_worker(self):
+        proc, jobid = self.handed()
+        self.assertEqual(self.transact(lambda s: handoff.giveBack(
+            s, [jobid], 'another worker')), [])
+        self.assertEqual(self.statusOf(jobid), PROCESSING)
+
+    def test_a_cancel_requested_meanwhile_ends_it_cancelled(self):
+        proc, jobid = self.handed()
+        self.assertTrue(self.transact(lambda s: s.cancel(jobid)))
+        self.transact(lambda s: handoff.giveBack(s, [jobid], proc.workerId))
+        self.assertEqual(self.statusOf(jobid), CANCELLED)
+        self.assertEqual(self.runs, [])
+
+
 class WaitingTests(HandOffCase):
     """A processor with a hand-off under way waits for it: woken (by the
     commit's own invalidations, say) before it claims, stopping before
@@ -412,6 +481,9 @@ class WaitingTests(HandOffCase):
                          ([], set(), []))
         self.assertEqual(self.transact(lambda s: (
             s.getStatus(jobid), s.jobs[jobid].attempts)), (QUEUED, 0))
+        self.assertIn('%s: jobs [%d] were left by a processor that ended '
+                      'unexpectedly: given back to the queue'
+                      % (proc.workerId, jobid), self.log.messages())
         self.assertIn('%s: the processor ended unexpectedly' % proc.workerId,
                       self.log.messages())
 
