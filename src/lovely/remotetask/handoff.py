@@ -88,7 +88,8 @@ def offer(service, job):
         return
     # The processor module imports the service's: import it late.
     from lovely.remotetask import processor
-    proc = processor.idleProcessor(jar.db(), service._p_oid)
+    key = (jar.db(), service._p_oid)
+    proc = processor.idleProcessor(*key)
     if proc is None:
         return
     txn = jar.transaction_manager.get()
@@ -97,7 +98,6 @@ def offer(service, job):
     except KeyError:
         offers = {}
         txn.set_data(offer, offers)
-    key = (jar.db(), service._p_oid)
     pending = offers.get(key)
     if pending is None:
         pending = offers[key] = _Offer(service, proc)
@@ -212,6 +212,7 @@ def giveBack(service, jobids, worker, now=None):
         job.attempts -= 1
         job.lease = job.worker = job.started = None
         service._setStatus(job, QUEUED, job.created)
+    if given:
         _wakeAfterCommit(service)
     return given
 
@@ -246,18 +247,17 @@ class HandOffs:
 
     def takesHandOff(self):
         """Would this processor take a hand-off now?  (Unlocked: a hint
-        for ``offer``; ``reserve`` decides.)"""
-        return self.handOff and self._waiting and not self._reserving() \
-            and not self._handed and not self._stopping.is_set()
+        for ``offer``; ``reserve`` decides, holding the lock.)"""
+        return bool(self.handOff and self._waiting and not self._reserving()
+                    and not self._handed and not self._loopEnded
+                    and not self._stopping.is_set())
 
     def reserve(self):
         """Reserve this processor for a hand-off being committed: a token
         for ``handOver``, or None if it takes none now."""
         with self._runningLock:
             self._lapse()
-            if not self.handOff or not self._waiting or self._reserved \
-                    or self._handed or self._loopEnded \
-                    or self._stopping.is_set():
+            if not self.takesHandOff():
                 return None
             token = next(self._tokens)
             self._reserved[token] = time.monotonic()

@@ -72,6 +72,13 @@ class GroupCase(ServiceTestCase):
         return self.transact(lambda s: [
             job.id for job in s.claimGroup(proc.workerId, 100, self.now)])
 
+    def runAll(self):
+        """Claim every queued job in one group, run it; the service as a
+        fresh connection sees it then."""
+        proc = self.processor(maxGroup=10)
+        proc.runGroup(self.claimAll(proc), self.now)
+        return self.fresh()
+
     def commits(self):
         """How many transactions the database has committed so far."""
         return len(list(self.db.storage.iterator()))
@@ -124,9 +131,7 @@ class GroupTests(GroupCase):
             return input
         self.provideTask('cancelMe', cancelMe)
         ids = self.addMixed(['cancelMe'] * 3)
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED, CANCELLED, COMPLETED])
         self.assertEqual(self.runs.count(ids[1]), 1)
@@ -160,9 +165,7 @@ class GroupTests(GroupCase):
             return input
         self.provideTask('joining', joining)
         ids = self.addMixed(['joining'] * 3)
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED] * 3)
         # The group, then each job alone: the first twice (its second
@@ -338,9 +341,7 @@ class GroupTests(GroupCase):
             return [service.add('writeThenFail', maxRetries=1),
                     service.add('write', 'ok')]
         ids = self.transact(add)
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [QUEUED, COMPLETED])
         self.assertEqual(service.jobs[ids[0]].attempts, 1)
@@ -371,9 +372,7 @@ class GroupTests(GroupCase):
     def test_a_group_conflicting_twice_runs_one_by_one(self):
         ids = self.addMixed(['conflicting'] * 3)
         self.interfere[ids[1]] = 2
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED] * 3)
         self.assertEqual(service._p_jar.root()['data']['counter'], 23)
@@ -388,9 +387,7 @@ class GroupTests(GroupCase):
             service._p_jar.transaction_manager.commit()
         self.provideTask('committing', committing)
         ids = self.addMixed(['write', 'committing', 'write'])
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         # The first job's completion was committed by the task; the third
         # ran alone afterwards.
         self.assertEqual([service.getStatus(i) for i in ids],
@@ -408,9 +405,7 @@ class GroupTests(GroupCase):
             service._p_jar.transaction_manager.abort()
         self.provideTask('aborting', aborting)
         ids = self.addMixed(['write', 'aborting', 'write'])
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         # The first job's run was aborted with the transaction: it ran
         # again alone, and its write is there once.
         self.assertEqual([service.getStatus(i) for i in ids],
@@ -489,9 +484,7 @@ class GroupReviewTests(GroupCase):
             return [service.add('mailer', x, maxRetries=0)
                     for x in ('ok', 'fail', 'conflict', 'ok')]
         ids = self.transact(add)
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         self.assertEqual([service.getStatus(i) for i in ids],
                          [COMPLETED, ERROR, COMPLETED, COMPLETED])
         # The failed task sent nothing; the conflicting one sent once.
@@ -513,9 +506,7 @@ class GroupReviewTests(GroupCase):
             service._p_jar.transaction_manager.get().join(NoSavepoints())
         self.provideTask('joiner', joiner)
         ids = self.addMixed(['joiner', 'writeThenFail', 'write'])
-        proc = self.processor(maxGroup=10)
-        proc.runGroup(self.claimAll(proc), self.now)
-        service = self.fresh()
+        service = self.runAll()
         # Nothing is left processing: the failing job failed, the others
         # ran again alone and completed.
         self.assertEqual([service.getStatus(i) for i in ids],

@@ -83,6 +83,19 @@ class HandOffCase(ServiceTestCase):
         """Add a job in a transaction of its own; return its id."""
         return self.transact(lambda s: s.add(*args, **kw))
 
+    def addOpen(self):
+        """Add a job in a transaction left open; its connection and the
+        job's id."""
+        conn = self.open()
+        return conn, self.service(conn).add('record', 'x')
+
+    def hooksBeforeCommit(self, conn):
+        """Run the open transaction's before-commit hooks now (the
+        processor is reserved and the job claimed), not at the commit."""
+        txn = conn.transaction_manager.get()
+        txn._callBeforeCommitHooks()
+        txn._before_commit.clear()
+
     def assertNothingHanded(self, proc):
         self.assertEqual((proc._handed, proc._unsure, proc._reserved,
                           proc._running, proc.handOffs),
@@ -178,8 +191,7 @@ class HandOffTests(HandOffCase):
 
     def test_a_conflicting_commit_hands_nothing(self):
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
         conn.root()['data']['counter'] = 1
         other = self.open()
         other.root()['data']['counter'] = 2
@@ -193,8 +205,7 @@ class HandOffTests(HandOffCase):
 
     def test_a_failing_later_hook_and_the_abort_end_the_reservation(self):
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
         txn = conn.transaction_manager.get()
 
         def fail():
@@ -213,8 +224,7 @@ class HandOffTests(HandOffCase):
         # (A synchronizer's afterCompletion that raises: no after-commit
         # hook runs, the caller aborts.)
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
 
         class Failing:
             def beforeCompletion(self, txn):
@@ -238,8 +248,7 @@ class HandOffTests(HandOffCase):
 
     def test_after_commit_hooks_added_later_find_it_handed_over(self):
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
         seen = []
         conn.transaction_manager.get().addAfterCommitHook(
             lambda ok: seen.append(list(proc._handed)))
@@ -280,8 +289,7 @@ class HandOffTests(HandOffCase):
         self.transact(many)
         self.assertEqual(len(list(handoff._buckets(self.transact(
             lambda s: s._taskSettings)))), 2)
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
         self.transact(lambda s: s.setTaskLimits('task39', maxConcurrent=1))
         with self.assertRaises(ConflictError):
             conn.transaction_manager.commit()
@@ -291,8 +299,7 @@ class HandOffTests(HandOffCase):
     def test_a_pause_committed_meanwhile_makes_the_commit_conflict(self):
         proc = self.byHand()
         self.transact(lambda s: (s.pause(), s.resume()))   # (its object)
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
+        conn, jobid = self.addOpen()
         self.transact(lambda s: s.pause())
         with self.assertRaises(ConflictError):
             conn.transaction_manager.commit()
@@ -432,17 +439,13 @@ class WaitingTests(HandOffCase):
 
     def test_a_stopping_processor_runs_what_its_commit_hands_over(self):
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
-        txn = conn.transaction_manager.get()
-        # The hooks run: the processor is reserved and the job claimed.
-        txn._callBeforeCommitHooks()
+        conn, jobid = self.addOpen()
+        self.hooksBeforeCommit(conn)
         self.assertEqual(len(proc._reserved), 1)
         proc.stop()
         ending = self.inThread(proc._endHandOffs)
         ending.join(0.1)
         self.assertTrue(ending.is_alive())   # waits for the hand-over
-        txn._before_commit.clear()
         self.commit(conn)
         ending.join(10)
         self.assertFalse(ending.is_alive())
@@ -451,11 +454,8 @@ class WaitingTests(HandOffCase):
 
     def test_a_late_hand_over_is_given_back(self):
         proc = self.byHand()
-        conn = self.open()
-        jobid = self.service(conn).add('record', 'x')
-        txn = conn.transaction_manager.get()
-        txn._callBeforeCommitHooks()    # reserved, the job claimed
-        txn._before_commit.clear()
+        conn, jobid = self.addOpen()
+        self.hooksBeforeCommit(conn)
         proc.stop()
         proc._endHandOffs(timeout=0.01)
         self.commit(conn)
