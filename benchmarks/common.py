@@ -113,8 +113,10 @@ def read_starts(directory):
         if name.startswith('starts-'):
             with open(os.path.join(directory, name), 'rb') as f:
                 for line in f:
-                    if line.endswith(b'\n'):
-                        key, when = line.split()
+                    fields = line.split()
+                    # (A line not ended yet, or not one of ours.)
+                    if line.endswith(b'\n') and len(fields) == 2:
+                        key, when = fields
                         key = key.decode()
                         when = float(when)
                         if key not in starts or when < starts[key]:
