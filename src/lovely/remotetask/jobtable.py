@@ -315,6 +315,14 @@ class JobTable:
             return self._queuedSets()
         return [self._index[status]]
 
+    def _timeSets(self):
+        """Every time set of the table (for generations that rebuild
+        them)."""
+        return [keys for status, keys in sorted(self._index.items())
+                if status != QUEUED] + self._queuedSets() + [
+            self._schedule, self._followers, self._created, self._started,
+            self._duration]
+
     def _statusKeys(self, status, after=None, reverse=False):
         """The index keys of ``status`` after the cursor ``after``, in
         key order (descending if ``reverse``), lazily."""

@@ -21,10 +21,27 @@ So an idle processor calls ``compact``, which puts a set that has become
 small back into one bucket.
 
 Id sets (``IITreeSet``) hold the sentinel -1 for the same reason.
+
+Stored form
+-----------
+
+The ZODB's pickler calls its Python hook (``persistent_id``) for every
+object of a state, each int key included: a bucket of 500 keys cost 500
+calls, most of the time a claim or a completion spent storing its
+indexes.  So a time set's buckets (``TimeBucket``), and a one-bucket set
+whose tree holds its bucket inline, store their keys as one bytes object
+(8 bytes per key, little-endian): one call.  They read both forms, and
+resolve conflicts as BTrees do, on the keys unpacked (see
+``TimeBucket._p_resolveConflict``): what merges and what conflicts is
+unchanged.  Buckets stored before (``LLSet``) read as they were;
+generation 11 rebuilds the sets in the new form.
 """
+import array
 import math
+import sys
 
 from BTrees.IIBTree import IITreeSet
+from BTrees.LLBTree import LLSet
 from BTrees.LLBTree import LLTreeSet
 
 
@@ -33,6 +50,73 @@ _SENTINEL = -1           # in every id set, so that its buckets never empty
 _LOW, _HIGH = 0, 2 ** 63 - 1   # in every time set (see the module doc)
 #: ``compact`` rebuilds sets with at most this many keys.
 COMPACT_SIZE = 250
+
+
+_SWAP = sys.byteorder != 'little'
+
+
+def _packKeys(keys):
+    packed = array.array('q', keys)
+    if _SWAP:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpackKeys(data):
+    keys = array.array('q')
+    keys.frombytes(data)
+    if _SWAP:
+        keys.byteswap()
+    return tuple(keys)
+
+
+def _packBucket(state):
+    """A bucket's state ``(keys,)`` or ``(keys, next)``, keys packed."""
+    if state is None or isinstance(state[0], bytes):
+        return state
+    return (_packKeys(state[0]),) + state[1:]
+
+
+def _unpackBucket(state):
+    """A bucket's state as BTrees makes it, from either stored form."""
+    if state is None or not isinstance(state[0], bytes):
+        return state
+    return (_unpackKeys(state[0]),) + state[1:]
+
+
+def _isInline(state):
+    # A tree of one bucket stores ``((bucket_state,),)``; a bigger one
+    # ``(children_and_keys, first_bucket)``.
+    return state is not None and len(state) == 1 and len(state[0]) == 1
+
+
+def _packTree(state):
+    if not _isInline(state):
+        return state
+    return ((_packBucket(state[0][0]),),)
+
+
+def _unpackTree(state):
+    if not _isInline(state):
+        return state
+    return ((_unpackBucket(state[0][0]),),)
+
+
+class TimeBucket(LLSet):
+    """A time set's bucket, its keys stored packed (see the module doc)."""
+    __slots__ = ()
+
+    def __getstate__(self):
+        return _packBucket(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(_unpackBucket(state))
+
+    def _p_resolveConflict(self, old, committed, new):
+        # BTrees' own merge, on the keys unpacked.
+        return _packBucket(super()._p_resolveConflict(
+            _unpackBucket(old), _unpackBucket(committed),
+            _unpackBucket(new)))
 
 
 class TimeSet(LLTreeSet):
@@ -44,6 +128,18 @@ class TimeSet(LLTreeSet):
     """
     max_leaf_size = 500
     max_internal_size = 500
+    _bucket_type = TimeBucket
+
+    def __getstate__(self):
+        return _packTree(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(_unpackTree(state))
+
+    def _p_resolveConflict(self, old, committed, new):
+        # A set of one bucket (the only kind BTrees merge at the tree).
+        return _packTree(super()._p_resolveConflict(
+            _unpackTree(old), _unpackTree(committed), _unpackTree(new)))
 
 
 def timeKey(when, jobid):
@@ -86,7 +182,7 @@ def firstKey(timeset):
 
 def spread(timeset):
     """Does the set have more than one bucket?"""
-    state = timeset.__getstate__()
+    state = LLTreeSet.__getstate__(timeset)
     return state is not None and len(state) == 2
 
 
@@ -120,6 +216,25 @@ def compact(timeset, jar, size=COMPACT_SIZE):
         jar.readCurrent(bucket)
     timeset.clear()
     timeset.update(items)
+    return True
+
+
+def rebuild(timeset):
+    """Rebuild a set in place in buckets of its own kind (``TimeBucket``),
+    if it has a bucket of another kind (stored before generation 11);
+    True if done."""
+    state = LLTreeSet.__getstate__(timeset)
+    if state is None:
+        return False
+    kind = type(timeset)._bucket_type
+    if _isInline(state):
+        # The tree stores its one bucket inline: it packs it itself.
+        return False
+    if all(type(bucket) is kind for bucket in buckets(timeset)):
+        return False
+    keys = list(timeset)
+    timeset.clear()
+    timeset.update(keys)
     return True
 
 

@@ -10,7 +10,8 @@ of task limits (evolve5.py); generation 6 the status ``waiting`` and the
 map of unique keys (evolve6.py); generation 7 the links of chains
 (evolve7.py); generation 8 the map of progress reports (evolve8.py);
 generation 9 the inbox of new jobs (evolve9.py); generation 10 marks
-the packed job records, which older releases cannot read (evolve10.py).
+the packed job records, which older releases cannot read (evolve10.py);
+generation 11 rebuilds the time sets with packed buckets (evolve11.py).
 """
 from zope.generations.generations import SchemaManager
 
@@ -18,7 +19,8 @@ from zope.generations.generations import SchemaManager
 manager = SchemaManager(
     # Generations 4 to 9 added structures that adds, claims and
     # completions write, generation 10 marks the packed jobs that they
-    # store: evolve before use.
-    minimum_generation=10,
-    generation=10,
+    # store, generation 11 the packed buckets of time sets: evolve
+    # before use.
+    minimum_generation=11,
+    generation=11,
     package_name='lovely.remotetask.generations')

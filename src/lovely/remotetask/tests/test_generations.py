@@ -70,8 +70,8 @@ class Evolve2Tests(unittest.TestCase):
         return job
 
     def test_generation(self):
-        self.assertEqual(manager.generation, 10)
-        self.assertEqual(manager.minimum_generation, 10)
+        self.assertEqual(manager.generation, 11)
+        self.assertEqual(manager.minimum_generation, 11)
 
     def test_finds_services_in_folders_and_site_managers(self):
         found = list(taskServices(self.conn.root()['Application']))
