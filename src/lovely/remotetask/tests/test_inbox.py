@@ -166,3 +166,39 @@ class FixedPartitionTests(ServiceTestCase):
             if self.fresh().getStatus(urgent) != QUEUED:
                 break
         self.assertNotEqual(self.fresh().getStatus(urgent), QUEUED)
+
+
+class AddersCacheTests(ServiceTestCase):
+    """An add that indexes the inbox leaves the jobs it indexed as
+    ghosts in its connection once committed (their invalidations by the
+    processors cost its next transactions less); not before, and not
+    if it aborts."""
+
+    def test_indexed_jobs_become_ghosts_after_the_commit(self):
+        conn = self.open()
+        s = self.begin(conn)
+        ids = [s.add('record', n) for n in range(inbox.SIZE)]
+        self.commit(conn)
+        jobs = [s.jobs[jobid] for jobid in ids]
+        self.assertEqual({job._p_status for job in jobs}, {'saved'})
+        s = self.begin(conn)
+        last = s.add('record', 'indexes the others')
+        self.assertEqual(inbox.count(s), 1)
+        self.assertEqual({job._p_status for job in jobs}, {'saved'})
+        self.commit(conn)
+        self.assertEqual({job._p_status for job in jobs}, {'ghost'})
+        self.assertEqual(s.jobs[last]._p_status, 'saved')
+        # A ghost reads as before.
+        self.assertEqual([job.input for job in jobs],
+                         list(range(inbox.SIZE)))
+
+    def test_not_when_the_add_aborts(self):
+        conn = self.open()
+        s = self.begin(conn)
+        ids = [s.add('record', n) for n in range(inbox.SIZE)]
+        self.commit(conn)
+        s = self.begin(conn)
+        s.add('record', 'indexes the others')
+        conn.transaction_manager.abort()
+        self.assertEqual(inbox.count(self.begin(conn)), inbox.SIZE)
+        self.assertNotIn('ghost', {s.jobs[jobid]._p_status for jobid in ids})
