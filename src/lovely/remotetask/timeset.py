@@ -34,7 +34,10 @@ whose tree holds its bucket inline, store their keys as one bytes object
 resolve conflicts as BTrees do, on the keys unpacked (see
 ``TimeBucket._p_resolveConflict``): what merges and what conflicts is
 unchanged.  Buckets stored before (``LLSet``) read as they were;
-generation 11 rebuilds the sets in the new form.
+generation 11 rebuilds the sets in the new form.  A release before it
+cannot read the packed form: a database is used by processes of one
+release at a time, the ZEO server included (it resolves the conflicts,
+see docs/server.rst).
 """
 import array
 import math
@@ -77,6 +80,17 @@ def _packBucket(state):
     return (_packKeys(state[0]),) + state[1:]
 
 
+def _packedBucket(state):
+    """Is a bucket's state in the packed form?
+
+    A resolved conflict is stored in the form of the transaction that
+    conflicted: a ZEO server of this release resolving the changes of a
+    client of an older one (which cannot read the packed form, and runs
+    until generation 11 has run) keeps that client's form.
+    """
+    return state is not None and isinstance(state[0], bytes)
+
+
 def _unpackBucket(state):
     """A bucket's state as BTrees makes it, from either stored form."""
     if state is None or not isinstance(state[0], bytes):
@@ -113,10 +127,12 @@ class TimeBucket(LLSet):
         super().__setstate__(_unpackBucket(state))
 
     def _p_resolveConflict(self, old, committed, new):
-        # BTrees' own merge, on the keys unpacked.
-        return _packBucket(super()._p_resolveConflict(
+        # BTrees' own merge, on the keys unpacked; stored in the form of
+        # ``new`` (see ``_packedBucket``).
+        resolved = super()._p_resolveConflict(
             _unpackBucket(old), _unpackBucket(committed),
-            _unpackBucket(new)))
+            _unpackBucket(new))
+        return _packBucket(resolved) if _packedBucket(new) else resolved
 
 
 class TimeSet(LLTreeSet):
@@ -137,9 +153,12 @@ class TimeSet(LLTreeSet):
         super().__setstate__(_unpackTree(state))
 
     def _p_resolveConflict(self, old, committed, new):
-        # A set of one bucket (the only kind BTrees merge at the tree).
-        return _packTree(super()._p_resolveConflict(
-            _unpackTree(old), _unpackTree(committed), _unpackTree(new)))
+        # A set of one bucket (the only kind BTrees merge at the tree),
+        # stored in the form of ``new`` (see ``_packedBucket``).
+        resolved = super()._p_resolveConflict(
+            _unpackTree(old), _unpackTree(committed), _unpackTree(new))
+        return _packTree(resolved) \
+            if _isInline(new) and _packedBucket(new[0][0]) else resolved
 
 
 def timeKey(when, jobid):
@@ -233,6 +252,12 @@ def rebuild(timeset):
     if all(type(bucket) is kind for bucket in buckets(timeset)):
         return False
     keys = list(timeset)
+    # The rebuild writes the tree and new buckets, not the old ones: a
+    # concurrent insert into one of them must conflict with it (see
+    # ``compact``).
+    if timeset._p_jar is not None:
+        for bucket in buckets(timeset):
+            timeset._p_jar.readCurrent(bucket)
     timeset.clear()
     timeset.update(keys)
     return True

@@ -163,9 +163,58 @@ class DatabaseTests(DatabaseCase):
         self.assertEqual(list(again), expected)
         self.assertFalse(timeset.rebuild(again))
 
+    def test_rebuild_conflicts_with_an_insert_into_an_old_bucket(self):
+        # The rebuild leaves the old buckets as they are: an insert into
+        # one, committed meanwhile, would be lost with them.
+        with mock.patch.object(TimeSet, '_bucket_type', LLSet):
+            old = newTimeSet()
+            old.update(BIG)
+        self.store(old)
+        (tm1, root1), (tm2, root2) = self.open(), self.open()
+        root2['keys'].add(1501)         # a middle bucket
+        self.assertTrue(timeset.rebuild(root1['keys']))
+        tm2.commit()
+        self.assertRaises(ConflictError, tm1.commit)
+        tm1.abort()
+        self.assertIn(1501, self.reread())
+
     def test_rebuild_leaves_a_one_bucket_set(self):
         keys = self.store(newTimeSet())
         self.assertFalse(timeset.rebuild(keys))
+
+
+class ResolvedFormTests(unittest.TestCase):
+    """A resolved conflict keeps the form of the conflicting change: a
+    client of an older release, on a ZEO server of this one, keeps
+    reading what it wrote."""
+
+    def states(self, pack):
+        old, committed, new = (0, 5, 9), (0, 5, 7, 9), (0, 3, 5, 9)
+        if pack:
+            return [(timeset._packKeys(keys),) for keys in
+                    (old, committed, new)]
+        return [(keys,) for keys in (old, committed, new)]
+
+    def test_bucket(self):
+        bucket = TimeBucket()
+        self.assertEqual(bucket._p_resolveConflict(*self.states(False)),
+                         ((0, 3, 5, 7, 9),))
+        self.assertEqual(bucket._p_resolveConflict(*self.states(True)),
+                         (timeset._packKeys((0, 3, 5, 7, 9)),))
+
+    def test_one_bucket_tree(self):
+        keys = TimeSet()
+        plain = [((state,),) for state in self.states(False)]
+        packed = [((state,),) for state in self.states(True)]
+        self.assertEqual(keys._p_resolveConflict(*plain),
+                         ((((0, 3, 5, 7, 9),),),))
+        self.assertEqual(keys._p_resolveConflict(*packed),
+                         (((timeset._packKeys((0, 3, 5, 7, 9)),),),))
+        # The committed state packed (by a client of this release), the
+        # conflicting one not: the form of the latter.
+        mixed = [plain[0], packed[1], plain[2]]
+        self.assertEqual(keys._p_resolveConflict(*mixed),
+                         ((((0, 3, 5, 7, 9),),),))
 
 
 class Evolve11Tests(DatabaseCase):
