@@ -28,15 +28,17 @@ Then the hook reserves the processor and claims the job for it, as
 of running jobs, under a lease of the processor's dated at the commit).
 An after-commit hook, registered by the add (so that it runs before the
 after-commit hooks registered after it), hands the job over: the
-processor keeps its lease from then on and runs it at its next step.  A
-commit that fails, or a transaction aborted after the hook, ends the
-reservation; the processor then checks whether the claim committed all
-the same (a commit that failed after its data did) and runs the job if
-it did.  Wakes of a processor reserved for less than ``WAIT`` seconds
-are left to the hand-over's end (which wakes it); one that wakes
-meanwhile all the same (its poll, or a wake after ``WAIT``) waits for the
-hand-over (``WAIT`` seconds at most) before it claims.  A reservation
-that nothing ended within ``RESERVATION`` seconds (a transaction dropped
+processor keeps its lease from then on and runs it at its next step,
+loading it by its oid (the bucket of ``jobs`` that the add wrote would
+cost the run a load of its own first).  A commit that fails, or a
+transaction aborted after the hook, ends the reservation; the processor
+then checks whether the claim committed all the same (a commit that
+failed after its data did) and runs the job if it did.  Wakes of a
+processor reserved for less than ``WAIT`` seconds are left to the
+hand-over's end (which wakes it); one that wakes meanwhile all the
+same (its poll, or a wake after ``WAIT``) waits for the hand-over
+(``WAIT`` seconds at most) before it claims.  A reservation that
+nothing ended within ``RESERVATION`` seconds (a transaction dropped
 without an abort; or one whose earlier after-abort hook raised, which
 also leaves a claim that committed to its lease) lapses.
 
@@ -134,7 +136,7 @@ class _Offer:
         except BaseException:
             self.proc.handOver(token, None)
             raise
-        self.token, self.jobid = token, job.id
+        self.token, self.jobid, self.job = token, job.id, job
 
     def committed(self, ok):
         self._end(ok)
@@ -147,7 +149,10 @@ class _Offer:
     def _end(self, committed):
         token, self.token = self.token, None
         if token is not None:
-            self.proc.handOver(token, self.jobid, committed)
+            # The job's oid (given by the commit): the processor loads the
+            # job by it, not through the bucket of ``jobs`` the add wrote.
+            self.proc.handOver(token, self.jobid, committed,
+                               getattr(self.job, '_p_oid', None))
 
 
 def _onlyNew(service, offered):
@@ -231,6 +236,7 @@ class HandOffs:
         #: Jobs handed over so far.
         self.handOffs = 0
         self._handed = []       # job ids handed over, not run yet
+        self._handedOids = {}   # job id -> oid, of jobs handed over
         self._unsure = []       # ... by commits that may have failed
         self._reserved = {}     # token -> when it was made (monotonic)
         self._tokens = itertools.count()
@@ -263,7 +269,7 @@ class HandOffs:
             self._reserved[token] = time.monotonic()
             return token
 
-    def handOver(self, token, jobid, committed=True):
+    def handOver(self, token, jobid, committed=True, oid=None):
         """End the reservation ``token``, whose commit claimed ``jobid``
         (None: nothing) and ``committed`` (or failed: the job is run if
         the claim turns out committed all the same).  The job runs at the
@@ -273,6 +279,8 @@ class HandOffs:
             taken = jobid is not None and not self._loopEnded
             if taken:
                 (self._handed if committed else self._unsure).append(jobid)
+                if committed and oid is not None:
+                    self._handedOids[jobid] = oid
                 self.handOffs += committed
                 self._trackLocked([jobid])
             self._handOffEnded.notify_all()
@@ -287,6 +295,7 @@ class HandOffs:
         """Put handed jobs this processor will not run back into the
         queue (in a transaction of their own; failing that, they are left
         to their leases)."""
+        self._forgetHanded(jobids)
         try:
             given = self._transact(lambda service, now: giveBack(
                 service, jobids, self.workerId, now), 2)
@@ -315,6 +324,28 @@ class HandOffs:
         for token, made in list(self._reserved.items()):
             if made < since:
                 del self._reserved[token]
+
+    def _handedJob(self, conn, jobid):
+        """The job ``jobid`` loaded by its oid, if it was handed over (the
+        bucket of ``jobs`` that its add wrote is not loaded then); else
+        None.  Once per hand-over: a run again looks it up by id."""
+        with self._runningLock:
+            oid = self._handedOids.pop(jobid, None)
+        if oid is None:
+            return None
+        try:
+            job = conn.get(oid)
+            # Ids are never reused by another object: this is the job,
+            # unless the oid came from elsewhere (then: by id).
+            return job if getattr(job, 'id', None) == jobid else None
+        except KeyError:    # POSKeyError: removed and packed since
+            return None
+
+    def _forgetHanded(self, jobids):
+        """Drop the oids of ``jobids`` (run, given back, or failed)."""
+        with self._runningLock:
+            for jobid in jobids:
+                self._handedOids.pop(jobid, None)
 
     def _takeHanded(self):
         """The jobs handed over since the last look (and those whose

@@ -483,6 +483,7 @@ class MultiProcessor(BaseProcessor):
             self._threads.discard(thread)
             self._slots.release()
             self._untrack(jobids)   # (handed jobs are tracked already)
+            self._forgetHanded(jobids)
             text = traceback.format_exc()
             for jobid in jobids:
                 self._fail(jobid, error, text, now)

@@ -46,8 +46,9 @@ class JobRunner:
     """Runs claimed jobs and keeps their leases (see the module doc).
 
     A mixin of ``processor.BaseProcessor``, which provides the database,
-    the worker id, the lease time, ``groupTime``, ``_transact`` and
-    ``_ran``.
+    the worker id, the lease time, ``groupTime``, ``_transact``,
+    ``_ran``, ``_handedJob`` and ``_forgetHanded`` (handoff.py: a
+    handed job is loaded by its oid).
     """
 
     def run(self, jobid, now=None):
@@ -106,6 +107,7 @@ class JobRunner:
         finally:
             self._ran(len(jobids), time.perf_counter() - started)
             self._untrack(jobids)
+            self._forgetHanded(jobids)
 
     def _track(self, jobids):
         """Keep the leases of ``jobids`` while they run."""
@@ -156,7 +158,8 @@ class JobRunner:
                         # last groups' were quicker): the rest later.
                         rest = jobids[index:]
                         break
-                    job = service.jobs.get(jobid)
+                    job = self._handedJob(conn, jobid) \
+                        or service.jobs.get(jobid)
                     if not self._holds(job):
                         self._leave(jobid, job)
                         continue
@@ -274,7 +277,8 @@ class JobRunner:
                     # a storage fault here is retried like one in the run.
                     tm.begin()
                     service = conn.get(self.oid)
-                    job = service.jobs.get(jobid)
+                    job = self._handedJob(conn, jobid) \
+                        or service.jobs.get(jobid)
                     held = self._holds(job)
                     # Requested while an earlier run of this job conflicted
                     # (see cancelling.py): end it without running it again.

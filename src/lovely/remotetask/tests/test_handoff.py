@@ -142,6 +142,77 @@ class HandOffTests(HandOffCase):
             (COMPLETED, 1, 1, 0))
         self.assertEqual((proc._handed, proc._running), ([], set()))
 
+    def test_the_run_loads_the_handed_job_by_its_oid(self):
+        # Not through the bucket of ``jobs`` that the add wrote.
+        proc = self.byHand()
+        conn, jobid = self.addOpen()
+        self.commit(conn)
+        oid = self.service(conn).jobs[jobid]._p_oid
+        self.assertEqual(proc._handedOids, {jobid: oid})
+        run = self.open()
+        jobs = self.service(run).jobs     # (one bucket: held in the tree)
+        jobs._p_deactivate()
+        job = proc._handedJob(run, jobid)
+        self.assertEqual((job.id, job._p_oid), (jobid, oid))
+        self.assertEqual(jobs._p_status, 'ghost')
+        self.assertEqual(proc._handedOids, {})
+        # Once: a run again (after a conflict, say) looks it up by id.
+        self.assertIsNone(proc._handedJob(run, jobid))
+
+    def test_a_step_runs_it_by_its_oid(self):
+        proc = self.byHand()
+        conn, jobid = self.addOpen()
+        self.commit(conn)
+        looked = []
+        original = proc._handedJob
+        proc._handedJob = lambda conn, jobid: looked.append(
+            original(conn, jobid)) or looked[-1]
+        self.assertTrue(proc.step())
+        self.assertEqual(self.runs, [jobid])
+        self.assertEqual([job.id for job in looked], [jobid])
+        self.assertEqual(proc._handedOids, {})
+
+    def test_a_group_runs_them_by_their_oids(self):
+        # Two jobs handed over before a step (one is set aside while the
+        # second add commits: one hand-off at a time), run as one group.
+        proc = self.byHand()
+        conn, first = self.addOpen()
+        self.commit(conn)
+        proc._handed = []
+        conn, second = self.addOpen()
+        self.commit(conn)
+        self.assertEqual(proc._handed, [second])
+        proc._handed.insert(0, first)
+        oids = dict(proc._handedOids)
+        self.assertEqual(set(oids), {first, second})
+        looked = []
+        original = proc._handedJob
+        proc._handedJob = lambda conn, jobid: looked.append(
+            original(conn, jobid)) or looked[-1]
+        self.assertTrue(proc.step())
+        self.assertEqual(sorted(self.runs), sorted([first, second]))
+        self.assertEqual(sorted(job.id for job in looked if job),
+                         sorted([first, second]))
+        self.assertEqual(proc._handedOids, {})
+
+    def test_an_oid_of_another_object_falls_back_to_the_id(self):
+        proc = self.byHand()
+        conn, jobid = self.addOpen()
+        self.commit(conn)
+        proc._handedOids[jobid] = self.service(conn)._p_oid
+        self.assertIsNone(proc._handedJob(self.open(), jobid))
+        self.assertTrue(proc.step())
+        self.assertEqual(self.runs, [jobid])
+        self.assertEqual(self.statusOf(jobid), COMPLETED)
+
+    def test_given_back_jobs_leave_no_oid(self):
+        proc = self.byHand()
+        conn, jobid = self.addOpen()
+        self.commit(conn)
+        proc._endHandOffs(run=False)
+        self.assertEqual(proc._handedOids, {})
+        self.assertEqual(self.statusOf(jobid), QUEUED)
+
     def test_the_start_event_knows_the_wait(self):
         proc = self.byHand()
         waited = []
@@ -497,6 +568,7 @@ class MultiProcessorThreadTests(HandOffCase):
         proc._threads = set()
         jobid = self.add('record', 'x')
         self.assertEqual(proc._running, {jobid})
+        self.assertEqual(list(proc._handedOids), [jobid])
         real = threading.Thread.start
 
         def start(thread):
@@ -507,6 +579,7 @@ class MultiProcessorThreadTests(HandOffCase):
             with self.assertRaises(RuntimeError):
                 proc.step()
         self.assertEqual(proc._running, set())
+        self.assertEqual(proc._handedOids, {})
 
 
 class ThreadTests(HandOffCase):
