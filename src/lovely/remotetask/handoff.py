@@ -118,7 +118,7 @@ class _Offer:
         self.service = service
         self.proc = proc
         self.jobs = []
-        self.token = self.jobid = None
+        self.token = self.job = None
 
     def claim(self):
         """The before-commit hook: claim the offered job for the
@@ -136,7 +136,7 @@ class _Offer:
         except BaseException:
             self.proc.handOver(token, None)
             raise
-        self.token, self.jobid, self.job = token, job.id, job
+        self.token, self.job = token, job
 
     def committed(self, ok):
         self._end(ok)
@@ -151,8 +151,8 @@ class _Offer:
         if token is not None:
             # The job's oid (given by the commit): the processor loads the
             # job by it, not through the bucket of ``jobs`` the add wrote.
-            self.proc.handOver(token, self.jobid, committed,
-                               getattr(self.job, '_p_oid', None))
+            self.proc.handOver(token, self.job.id, committed,
+                               self.job._p_oid)
 
 
 def _onlyNew(service, offered):

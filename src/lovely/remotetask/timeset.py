@@ -116,49 +116,52 @@ def _unpackTree(state):
     return ((_unpackBucket(state[0][0]),),)
 
 
-class TimeBucket(LLSet):
-    """A time set's bucket, its keys stored packed (see the module doc)."""
+def _packedTree(state):
+    return _isInline(state) and _packedBucket(state[0][0])
+
+
+class _PackedKeys:
+    """Stores the keys of a BTrees state packed (``_pack``), reads both
+    forms (``_unpack``), and resolves conflicts by BTrees' own merge on
+    the keys unpacked, stored in the form of ``new`` (see
+    ``_packedBucket``)."""
     __slots__ = ()
 
     def __getstate__(self):
-        return _packBucket(super().__getstate__())
+        return self._pack(super().__getstate__())
 
     def __setstate__(self, state):
-        super().__setstate__(_unpackBucket(state))
+        super().__setstate__(self._unpack(state))
 
     def _p_resolveConflict(self, old, committed, new):
-        # BTrees' own merge, on the keys unpacked; stored in the form of
-        # ``new`` (see ``_packedBucket``).
         resolved = super()._p_resolveConflict(
-            _unpackBucket(old), _unpackBucket(committed),
-            _unpackBucket(new))
-        return _packBucket(resolved) if _packedBucket(new) else resolved
+            self._unpack(old), self._unpack(committed), self._unpack(new))
+        return self._pack(resolved) if self._packed(new) else resolved
 
 
-class TimeSet(LLTreeSet):
+class TimeBucket(_PackedKeys, LLSet):
+    """A time set's bucket, its keys stored packed (see the module doc)."""
+    __slots__ = ()
+    _pack = staticmethod(_packBucket)
+    _unpack = staticmethod(_unpackBucket)
+    _packed = staticmethod(_packedBucket)
+
+
+class TimeSet(_PackedKeys, LLTreeSet):
     """A time set (see the module doc) with buckets of up to 500 keys.
 
     Bigger buckets than BTrees' default (120) split less often (a split
     conflicts with every concurrent change to the bucket) and keep a set
     of up to 500 jobs in one bucket, where every add and claim merges.
+    A set of one bucket holds it inline: the tree packs its keys (BTrees
+    merge conflicts at the tree only for such a set).
     """
     max_leaf_size = 500
     max_internal_size = 500
     _bucket_type = TimeBucket
-
-    def __getstate__(self):
-        return _packTree(super().__getstate__())
-
-    def __setstate__(self, state):
-        super().__setstate__(_unpackTree(state))
-
-    def _p_resolveConflict(self, old, committed, new):
-        # A set of one bucket (the only kind BTrees merge at the tree),
-        # stored in the form of ``new`` (see ``_packedBucket``).
-        resolved = super()._p_resolveConflict(
-            _unpackTree(old), _unpackTree(committed), _unpackTree(new))
-        return _packTree(resolved) \
-            if _isInline(new) and _packedBucket(new[0][0]) else resolved
+    _pack = staticmethod(_packTree)
+    _unpack = staticmethod(_unpackTree)
+    _packed = staticmethod(_packedTree)
 
 
 def timeKey(when, jobid):
@@ -245,10 +248,10 @@ def rebuild(timeset):
     state = LLTreeSet.__getstate__(timeset)
     if state is None:
         return False
-    kind = type(timeset)._bucket_type
     if _isInline(state):
         # The tree stores its one bucket inline: it packs it itself.
         return False
+    kind = type(timeset)._bucket_type
     if all(type(bucket) is kind for bucket in buckets(timeset)):
         return False
     keys = list(timeset)
