@@ -46,9 +46,13 @@ follow each other in id order, and ids are random.  Jobs without the
 value sorted on (a job that has not run has no start) come after the
 others in either direction.  A cursor (``cursor``) is
 ``segment << 64 | key``: a page starts after it at the cost of a tree
-lookup.  Filters other than the sort's own are tested per job walked: a
-task is a membership test in its id set (no job loaded), a status or a
-creation time range loads the job; so a sorted list filtered to a rare
+lookup.  Filtered by status, a walk skips the segments that cannot hold
+its jobs, and needs no test in a segment of that status alone (the
+waiting jobs sorted by when they started, say).  Other filters are
+tested per job walked: a task is a membership test in its id set (no
+job loaded), a status in a segment of several statuses (the running and
+finished jobs sorted by start, every job sorted by created) or a
+creation time range loads the job; so such a list filtered to a rare
 status walks far (the unsorted status filter does not).
 """
 import heapq
@@ -130,33 +134,56 @@ def removed(table, job):
 
 # -- walking -----------------------------------------------------------------
 
+def segmentStatuses(sort):
+    """The statuses of the jobs of each segment of ``sort``; None when
+    the segments hold jobs of any status."""
+    if sort == 'started':
+        return [(PROCESSING,) + FINISHED] + [(name,) for name in WAITING]
+    if sort in ('completed', 'duration'):
+        return [FINISHED] + [(name,) for name in UNFINISHED]
+    if sort == 'status':
+        return [(name,) for name in STATUSES]
+    return None
+
+
 def segments(table, sort, status=None, task=None):
     """The segments of ``sort`` (see the module doc): lists of sets.
 
-    The queued jobs are in several sets (priorities, gates, the inbox:
-    see jobtable's ``_statusSets``); the jobs of a task in its id set
-    and, while they are new, in the inbox (see inbox.py).
+    Filtered by status, only the segments that can hold its jobs (an
+    empty list for the others).  The queued jobs are in several sets
+    (priorities, gates, the inbox: see jobtable's ``_statusSets``); the
+    jobs of a task in its id set and, while they are new, in the inbox
+    (see inbox.py).
     """
     index = table._index
     sets = table._statusSets
     if sort == 'created':
         return [[table._created, table._inbox]]
-    if sort == 'started':
-        return [[index[PROCESSING], table._started]] + [
-            sets(name) for name in WAITING]
-    if sort == 'completed':
-        return [[index[COMPLETED], index[ERROR]]] + [
-            sets(name) for name in UNFINISHED]
-    if sort == 'duration':
-        return [[table._duration]] + [sets(name) for name in UNFINISHED]
-    if sort == 'status':
-        # Filtered by status: only its segment is walked.
-        return [sets(name) if status in (None, name) else []
-                for name in STATUSES]
     if sort == 'task':
         return [table._taskSets(name) if task in (None, name) else []
                 for name in table.taskNames()]
-    raise ValueError(sort)
+    if sort == 'started':
+        parts = [[index[PROCESSING], table._started]] + [
+            sets(name) for name in WAITING]
+    elif sort == 'completed':
+        parts = [[index[COMPLETED], index[ERROR]]] + [
+            sets(name) for name in UNFINISHED]
+    elif sort == 'duration':
+        parts = [[table._duration]] + [sets(name) for name in UNFINISHED]
+    elif sort == 'status':
+        parts = [sets(name) for name in STATUSES]
+    else:
+        raise ValueError(sort)
+    return [part if status is None or status in statuses else []
+            for part, statuses in zip(parts, segmentStatuses(sort))]
+
+
+def _statusWalked(sort, status):
+    """Do the segments of ``sort`` that can hold jobs of ``status`` hold
+    only those (then the walk filters by status without a job loaded)?"""
+    statuses = segmentStatuses(sort)
+    return statuses is not None and all(
+        len(names) == 1 for names in statuses if status in names)
 
 
 def _keys(tree, after, reverse):
@@ -229,7 +256,7 @@ def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
         return iter(())
     if sort == 'task':
         inTask = None
-    statusTest = status if sort != 'status' else None
+    statusTest = None if _statusWalked(sort, status) else status
     low, high = createdRange(createdAfter, createdBefore)
     timed = createdAfter is not None or createdBefore is not None
     keyTimed = timed and sort == 'created'

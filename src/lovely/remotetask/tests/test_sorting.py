@@ -244,6 +244,22 @@ class FlatnessTests(ServiceTestCase):
             self.assertLess(cost, 30 + 30 + 15, (case, small))
             self.assertLess(big[case], 30 + 30 + 15, (case, big))
 
+    def test_a_status_filter_walks_its_own_segment(self):
+        # Sorted by start, completion or duration, the cancelled jobs
+        # come after every queued one; filtered to the cancelled, a
+        # page walks their segment only, and tests no job's status.
+        ids = self.addJobs(2000, 1000)
+        self.transact(lambda s: [s.cancel(i) for i in ids[:60]])
+        for sort in ('started', 'completed', 'duration'):
+            for reverse in (False, True):
+                jobs = self.loads(lambda s: s.listJobs(
+                    status=CANCELLED, sort=sort, reverse=reverse, size=30))
+                self.assertLess(jobs, 30 + 15, (sort, reverse))
+                page = self.fresh().listJobs(
+                    status=CANCELLED, sort=sort, reverse=reverse, size=30)
+                self.assertEqual(len(page), 30)
+                self.assertEqual({job.status for job in page}, {CANCELLED})
+
     def test_new_jobs_cost_at_most_the_inbox_more(self):
         # New jobs not indexed yet (inbox.py) are merged into every page;
         # the task sort and filter load them to learn their task: at most
