@@ -232,8 +232,11 @@ class JobsView(SearchMixin, ConfirmMixin, BrowserPage):
         """Where the buttons post to: this page, with its filters, order
         and batch."""
         batch = self.table.batch
+        # The cursor that found the page: the page after the button's
+        # work is found by it again, not walked to.
         return self.table.url(**{
-            'jobs-batchStart': batch.start if batch and batch.start else None})
+            'jobs-batchStart': batch.start if batch and batch.start else None,
+            **self.table.pageCursor})
 
     def allURL(self):
         """The page without filters."""

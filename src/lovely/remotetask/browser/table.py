@@ -12,9 +12,13 @@ those columns are the sort links (``jobs-sortOn``, ``jobs-sortOrder``).
 
 A page costs the same wherever it is in a table of any size: the
 Previous and Next links carry the cursor of the row next to them
-(``jobs-after``, ``jobs-before``: see ``listJobs``), the last pages are
-read backwards from the end, and only a jump to a page far from both
-ends walks the index up to it.
+(``jobs-after``, ``jobs-before``: see ``listJobs``), so do the links to
+the pages around the current one, with the rows to skip from there
+(``jobs-skip``), and the current page's own link and the form of its
+buttons keep the cursor the page was found by; the last pages are read
+backwards from the end.  Only a page asked for by its offset alone
+(``jobs-batchStart``, a link made by hand) far from both ends walks the
+index up to it.
 
 The markup of a row is the original package's::
 
@@ -78,13 +82,19 @@ SUMMARY = 80
 PROGRESS = 60
 
 
-def _integer(value):
-    """A request value as an int; None if it is not a decimal number."""
+#: The most digits of a cursor: ``segment << 64 | key`` for the sorted
+#: lists (see sorting.py) is above 2**64, 20 digits and more.
+CURSOR_DIGITS = 30
+
+
+def _integer(value, digits=19):
+    """A request value as an int; None if it is not a decimal number of
+    at most ``digits`` digits."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
         value = value.strip()
-        if len(value) < 20:
+        if len(value) <= digits:
             try:
                 return int(value)
             except ValueError:
@@ -177,6 +187,8 @@ class JobsTable(table.Table):
         self.selectable = selectable
         self.batch = None
         self.jobs = None
+        #: The query that found the page by a cursor (``findPage``).
+        self.pageCursor = {}
 
     @property
     def defaultSort(self):
@@ -286,19 +298,28 @@ class JobsTable(table.Table):
 
     def findPage(self, jobs, start):
         """The page by the cursor of the request, if it has one."""
-        after = _integer(self.request.get(self.prefix + '-after'))
-        before = _integer(self.request.get(self.prefix + '-before'))
+        prefix = self.prefix
+        after = _integer(self.request.get(prefix + '-after'), CURSOR_DIGITS)
+        before = _integer(self.request.get(prefix + '-before'),
+                          CURSOR_DIGITS)
+        # Rows between the cursor and the page (a link to a page around
+        # the one that made it).
+        skip = max(_integer(self.request.get(prefix + '-skip')) or 0, 0)
         size = self.batchSize
         if after is not None:
-            page = jobs.list(size=size, after=after)
+            page = jobs.list(start=skip, size=size, after=after)
+            cursor = {prefix + '-after': after}
         elif before is not None:
-            page = jobs.list(size=size, reverse=True, after=before)[::-1]
+            page = jobs.list(start=skip, size=size, reverse=True,
+                             after=before)[::-1]
             if len(page) < size:
                 return    # the first page: by its offset, 0
+            cursor = {prefix + '-before': before}
         else:
             return
         if page:
             jobs.page = (start, page)
+            self.pageCursor = {**cursor, prefix + '-skip': skip or None}
 
     def sortRows(self):
         """The rows come sorted from the service."""
@@ -648,7 +669,9 @@ class WorkerColumn(JobColumn):
 class JobsBatchProvider(batch.BatchProvider):
     """Page links: Previous, the pages around the current one, Next.
 
-    Every link keeps the filters and the order of the table.
+    Every link keeps the filters and the order of the table.  The links
+    but the first and the last page's carry a cursor (see the module
+    doc), so that none of them walks the table up to its page.
     """
 
     def __init__(self, context, request, table):
@@ -661,11 +684,32 @@ class JobsBatchProvider(batch.BatchProvider):
 
     def renderBatchLink(self, batch, cssClass=None, label=None, cursor=None):
         prefix = self.table.prefix
+        if cursor is None:
+            cursor = self.cursorTo(batch)
         url = self.table.url(**{prefix + '-batchStart': batch.start or None,
-                                **(cursor or {})})
+                                **cursor})
         css = f' class="{cssClass}"' if cssClass else ''
         text = label or str(batch.index + 1)
         return f'<a href="{html.escape(url)}"{css}>{text}</a>'
+
+    def cursorTo(self, batch):
+        """The query of a cursor that finds ``batch`` from the current
+        page: after its last row or before its first, skipping the rows
+        between; none for the first and the last page (cheap by their
+        offset) or when the page has no rows."""
+        current, rows = self.batch, self.table.rows
+        if batch.index == current.index:
+            return self.table.pageCursor
+        if not rows or batch.index in (0, current.total - 1):
+            return {}
+        prefix, jobs = self.table.prefix, self.table.jobs
+        if batch.index > current.index:
+            return {prefix + '-after': jobs.cursor(rows[-1][0][0]),
+                    prefix + '-skip':
+                        batch.start - current.start - len(rows) or None}
+        return {prefix + '-before': jobs.cursor(rows[0][0][0]),
+                prefix + '-skip':
+                    current.start - batch.start - batch.size or None}
 
     def render(self):
         links = [super().render()]

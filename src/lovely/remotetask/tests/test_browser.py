@@ -2,7 +2,9 @@
 never loads more than a page), schedule fields, traversal."""
 import datetime
 import doctest
+import re
 import unittest
+from urllib.parse import parse_qsl
 
 import zope.component
 import zope.component.testing
@@ -63,9 +65,11 @@ class Service:
                  createdBefore=None):
         assert size is not None, 'listJobs asked for every job'
         if after is not None:
-            # Ids are the cursors; the jobs after ``after``.
-            self.calls.append((status, task, 'after', after, size, reverse))
-            start = after if not reverse else self.count - after + 1
+            # Ids are the cursors; the jobs after ``after`` (before it,
+            # if ``reverse``), ``start`` of them skipped.
+            self.calls.append(
+                (status, task, 'after', after, start, size, reverse))
+            start += after if not reverse else self.count - after + 1
             after = None
         else:
             self.calls.append((status, task, start, size, reverse))
@@ -169,9 +173,78 @@ class JobsTableTests(unittest.TestCase):
                                      'jobs-after': '500020',
                                      'jobs-batchSize': '20'})
         self.assertEqual(self.service.calls,
-                         [('queued', None, 'after', 500020, 20, False)])
+                         [('queued', None, 'after', 500020, 0, 20, False)])
         self.assertIn('value="500021"', html)
         self.assertIn('value="500040"', html)
+
+    def links(self, html):
+        """{page label: query} of the page links of ``html``."""
+        found = re.findall(r'<a href="[^"?]*\?([^"]*)"[^>]*>([^<]*)</a>',
+                           html)
+        return {label: dict(parse_qsl(query.replace('&amp;', '&')))
+                for query, label in found}
+
+    def test_the_pages_around_carry_cursors(self):
+        table, html = self.render(**{'jobs-batchStart': '500000',
+                                     'jobs-batchSize': '20'})
+        links = self.links(html)
+        # Two pages on: after the last row, the 20 rows of the next page
+        # skipped; two pages back: before the first, 20 rows skipped.
+        self.assertEqual(links['25003'], {
+            'jobs-batchStart': '500040', 'jobs-batchSize': '20',
+            'jobs-after': '500020', 'jobs-skip': '20',
+            'jobs-sortOrder': 'ascending', 'status': 'queued'})
+        self.assertEqual(links['24999'], {
+            'jobs-batchStart': '499960', 'jobs-batchSize': '20',
+            'jobs-before': '500001', 'jobs-skip': '20',
+            'jobs-sortOrder': 'ascending', 'status': 'queued'})
+        # The next page: after the last row, nothing skipped.
+        self.assertEqual(links['25002']['jobs-after'], '500020')
+        self.assertNotIn('jobs-skip', links['25002'])
+        # The first and the last page: by their offsets (cheap).
+        self.assertEqual(links['1'], {
+            'jobs-batchSize': '20', 'jobs-sortOrder': 'ascending',
+            'status': 'queued'})
+        self.assertEqual(links['50000'], {
+            'jobs-batchStart': '999980', 'jobs-batchSize': '20',
+            'jobs-sortOrder': 'ascending', 'status': 'queued'})
+        # Followed, the links read from their cursors, not counting up.
+        for label, call, first, last in (
+                ('25003', (500020, 20, 20, False), 500041, 500060),
+                ('24999', (500001, 20, 20, True), 499961, 499980)):
+            self.service.calls = []
+            table, html = self.render(**links[label])
+            self.assertEqual(self.service.calls,
+                             [('queued', None, 'after') + call])
+            self.assertIn(f'value="{first}"', html)
+            self.assertIn(f'value="{last}"', html)
+
+    def test_the_current_page_keeps_its_cursor(self):
+        form = {'jobs-batchStart': '500040', 'jobs-batchSize': '20',
+                'jobs-after': '500020', 'jobs-skip': '20',
+                'jobs-sortOrder': 'ascending'}
+        table, html = self.render(**form)
+        self.assertEqual(self.links(html)['25003'],
+                         dict(form, status='queued'))
+        self.assertEqual(table.pageCursor,
+                         {'jobs-after': 500020, 'jobs-skip': 20})
+        # Found by its offset: the current page's link has no cursor.
+        table, html = self.render(**{'jobs-batchStart': '500040',
+                                     'jobs-batchSize': '20'})
+        self.assertEqual(table.pageCursor, {})
+        self.assertNotIn('jobs-after',
+                         self.links(html)['25003'])
+
+    def test_a_bad_skip_is_none(self):
+        for skip in ('-5', 'x', ['3']):
+            self.service.calls = []
+            table, html = self.render(**{'jobs-batchStart': '500020',
+                                         'jobs-after': '500020',
+                                         'jobs-skip': skip,
+                                         'jobs-batchSize': '20'})
+            self.assertEqual(
+                self.service.calls,
+                [('queued', None, 'after', 500020, 0, 20, False)], skip)
 
     def test_the_last_pages_are_read_from_the_end(self):
         table, html = self.render(**{'jobs-batchStart': '999980',

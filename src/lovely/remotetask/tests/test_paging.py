@@ -80,3 +80,74 @@ class CursorTests(ServiceTestCase):
         self.assertEqual(
             [j.id for j in JobSequence(service, QUEUED)[1950:2000]],
             [j.id for j in service.listJobs(QUEUED)][1950:])
+
+    def test_the_tables_page_links_are_found_by_cursors(self):
+        # Each link of a page deep in the table (Previous, Next, the
+        # pages around) shows the rows of its offset, and costs what the
+        # first page does, in every order and filter of the Jobs tab.
+        import re
+        from urllib.parse import parse_qsl
+
+        import zope.component
+        from zope.interface import Interface
+        from zope.publisher.browser import TestRequest
+        from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+        from zope.traversing.browser.interfaces import IAbsoluteURL
+
+        from lovely.remotetask.browser.table import JobsBatchProvider
+        from lovely.remotetask.browser.table import JobsTable
+
+        @zope.component.adapter(Interface, IDefaultBrowserLayer)
+        @zope.interface.implementer(IAbsoluteURL)
+        class URL:
+            def __init__(self, context, request):
+                pass
+
+            def __call__(self):
+                return 'http://localhost/tasks'
+
+        zope.component.provideAdapter(URL)
+        zope.component.provideAdapter(
+            JobsBatchProvider, (Interface, IDefaultBrowserLayer, JobsTable),
+            name='jobs-batch')
+
+        def table(service, form, status, task):
+            form = dict(form, **{'jobs-batchSize': '50'})
+            jobs = JobsTable(service, TestRequest(form=form),
+                             status=status, task=task)
+            jobs.update()
+            return jobs
+
+        def rows(jobs):
+            return [row[0][0].id for row in jobs.rows]
+
+        def links(jobs):
+            html = jobs.renderBatch()
+            return {label: dict(parse_qsl(query.replace('&amp;', '&')))
+                    for query, label in re.findall(
+                        r'<a href="[^"?]*\?([^"]*)"[^>]*>([^<]*)</a>', html)}
+
+        for status, task in ((None, None), (QUEUED, None),
+                             (None, 'record'), (QUEUED, 'record')):
+            for order in ({}, {'jobs-sortOn': 'id'},
+                          {'jobs-sortOrder': 'ascending'},
+                          {'jobs-sortOn': 'status'},
+                          {'jobs-sortOn': 'started'}):
+                middle = dict(order, **{'jobs-batchStart': '1000'})
+                deep = links(table(self.fresh(), middle, status, task))
+                first = self.loads(
+                    lambda s: table(s, order, status, task).render())
+                for label in ('Previous', 'Next', '18', '19', '23', '24'):
+                    form = deep[label]
+                    offset = dict(order, **{
+                        'jobs-batchStart': form['jobs-batchStart']})
+                    what = (status, task, order, label)
+                    self.assertTrue('jobs-after' in form
+                                    or 'jobs-before' in form, what)
+                    self.assertEqual(
+                        rows(table(self.fresh(), form, status, task)),
+                        rows(table(self.fresh(), offset, status, task)),
+                        what)
+                    cost = self.loads(
+                        lambda s: table(s, form, status, task).render())
+                    self.assertLess(cost, first + 10, (what, first, cost))
