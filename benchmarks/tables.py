@@ -18,7 +18,9 @@ with ``service.add`` and ``service.cancel``).  At each size:
   grow with the table;
 * ``http_*``: the same pages as the ZMI renders them, ``GET
   .../tasks/@@jobs.html?...`` from ``remotetask serve`` on that Data.fs
-  (first request, then the median of three);
+  (first request, then the median of three); the late pages by their
+  offset (``jobs-batchStart``, a link made by hand) and as the tab's
+  links reach them (``*_late_link``: with the cursor of the row before);
 * ``cancel_one``, ``cancel_all``, ``clean``: seconds, commit included, on
   a ``DemoStorage`` over the table, so that the table is left as it was
   for the next size.
@@ -111,17 +113,45 @@ def page_api(conn, service, count):
              jobs=count, cold=True, objects_loaded=loads)
 
 
-def page_http(directory, conf, count):
+def http_late(count):
+    """The offsets of the late pages of ``page_http``."""
+    return int(count * 0.9) // PAGE * PAGE, int(count * 0.6) // PAGE * PAGE
+
+
+def link_queries(service, count):
+    """The late pages of ``page_http`` as the Jobs tab's links reach
+    them: by the cursor of the row before, in the tab's default orders
+    (created, and for a status the time the jobs entered it, newest
+    first); none where the service has no sorts."""
+    if not hasattr(service, 'cursor'):
+        return {}
+    late, qlate = http_late(count)
+    before = service.listJobs(sort='created', reverse=True,
+                              start=late - 1, size=1)[0]
+    queued = service.listJobs(status='queued', reverse=True,
+                              start=qlate - 1, size=1)[0]
+    return {
+        'unfiltered_late_link':
+            f'jobs-after={service.cursor(before, sort="created")}'
+            f'&jobs-batchStart={late}',
+        'status_late_link':
+            f'status=queued&jobs-after={service.cursor(queued, "queued")}'
+            f'&jobs-batchStart={qlate}',
+    }
+
+
+def page_http(directory, conf, count, links=None):
     port = common.free_port()
+    late, qlate = http_late(count)
     queries = {
         'unfiltered_first': '',
-        'unfiltered_late': f'jobs-batchStart={int(count * 0.9) // PAGE * PAGE}',
+        'unfiltered_late': f'jobs-batchStart={late}',
         'unfiltered_first_desc': 'jobs-sortOrder=descending',
         'status_first': 'status=queued',
-        'status_late': f'status=queued&jobs-batchStart='
-                       f'{int(count * 0.6) // PAGE * PAGE}',
+        'status_late': f'status=queued&jobs-batchStart={qlate}',
         'status_first_desc': 'status=queued&jobs-sortOrder=descending',
         'task_first': 'task=bench.noop',
+        **(links or {}),
     }
     token = base64.b64encode(ours.ADMIN.encode()).decode()
     with common.Processes() as procs:
@@ -269,9 +299,10 @@ def main(argv):
                  jobs=size, cache_size=10000)
             rss_before, previous = rss, size
             page_api(conn, service, size)
+            links = link_queries(service, size)
             conn.close()
             db.close()
-            page_http(directory, conf, size)
+            page_http(directory, conf, size, links)
             perjob = destructive(datafs, directory, size, perjob)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
