@@ -399,7 +399,7 @@ class ITaskServiceRead(Interface):
 
     def listJobs(status=None, task=None, start=0, size=None, reverse=False,
                  after=None, sort=None, createdAfter=None,
-                 createdBefore=None):
+                 createdBefore=None, backwards=False):
         """Jobs (in that status, of that task), from ``start``.
 
         ``sort`` None: filtered by status, in the order the jobs entered
@@ -409,6 +409,10 @@ class ITaskServiceRead(Interface):
         in both directions.  ``reverse`` lists descending.  With a time
         range (``createdAfter``, ``createdBefore``, as in ``countJobs``),
         the jobs created in it; sort None then means ``created``.
+        ``backwards`` reads that list from its end (``start`` and
+        ``after`` counting from there): the jobs in the opposite order,
+        which is not the other direction's list where jobs without a
+        start or completion come last in both.
 
         Loads only the jobs of the requested slice, but finding
         ``start`` walks the index up to it.  With ``after`` (a job's

@@ -491,7 +491,7 @@ class JobTable:
 
     def listJobs(self, status=None, task=None, start=0, size=None,
                  reverse=False, after=None, sort=None, createdAfter=None,
-                 createdBefore=None):
+                 createdBefore=None, backwards=False):
         """See ITaskServiceRead."""
         self._checkStatus(status)
         sorting.checkSort(sort)
@@ -503,8 +503,11 @@ class JobTable:
             sort = 'created'
         if sort is not None:
             ids = sorting.listIds(self, sort, status, task, start, size,
-                                  reverse, after, createdAfter, createdBefore)
+                                  reverse, after, createdAfter, createdBefore,
+                                  backwards)
             return [self.jobs[jobid] for jobid in ids]
+        if backwards:
+            reverse = not reverse
         ids = self._idsAfter(status, task, after, reverse)
         stop = None if size is None else start + size
         return [self.jobs[jobid]

@@ -31,8 +31,9 @@ by key (heapq.merge of their lazy key iterators):
 =========== ============================================================
 created     ``_created``
 started     the running jobs (the index of ``processing``, keyed by their
-            start) merged with ``_started``; then the waiting jobs
-            (queued, start later, delayed, cron, cancelled), by status
+            start) merged with ``_started``; then the jobs not started
+            (queued, waiting, start later, delayed, cron, cancelled), by
+            status
 completed   the finished jobs (the indexes of ``completed`` and ``error``
             are keyed by the completion); then the unfinished, by status
 duration    ``_duration``; then the unfinished jobs, by status
@@ -70,14 +71,15 @@ from lovely.remotetask.interfaces import PROCESSING
 from lovely.remotetask.interfaces import QUEUED
 from lovely.remotetask.interfaces import STARTLATER
 from lovely.remotetask.interfaces import STATUSES
+from lovely.remotetask.interfaces import WAITING
 from lovely.remotetask.timeset import keyId
 from lovely.remotetask.timeset import timeKey
 
 
 SORTS = ('created', 'started', 'completed', 'duration', 'status', 'task')
 FINISHED = (COMPLETED, ERROR)
-WAITING = (QUEUED, STARTLATER, DELAYED, CRONJOB, CANCELLED)
-UNFINISHED = (PROCESSING,) + WAITING
+UNSTARTED = (QUEUED, WAITING, STARTLATER, DELAYED, CRONJOB, CANCELLED)
+UNFINISHED = (PROCESSING,) + UNSTARTED
 #: Sorts whose jobs without a value follow the others in both directions.
 NULLS_LAST = ('started', 'completed', 'duration')
 _SHIFT = 64
@@ -138,7 +140,7 @@ def segmentStatuses(sort):
     """The statuses of the jobs of each segment of ``sort``; None when
     the segments hold jobs of any status."""
     if sort == 'started':
-        return [(PROCESSING,) + FINISHED] + [(name,) for name in WAITING]
+        return [(PROCESSING,) + FINISHED] + [(name,) for name in UNSTARTED]
     if sort in ('completed', 'duration'):
         return [FINISHED] + [(name,) for name in UNFINISHED]
     if sort == 'status':
@@ -164,7 +166,7 @@ def segments(table, sort, status=None, task=None):
                 for name in table.taskNames()]
     if sort == 'started':
         parts = [[index[PROCESSING], table._started]] + [
-            sets(name) for name in WAITING]
+            sets(name) for name in UNSTARTED]
     elif sort == 'completed':
         parts = [[index[COMPLETED], index[ERROR]]] + [
             sets(name) for name in UNFINISHED]
@@ -198,11 +200,21 @@ def _idOf(tree):
     return keyId if isinstance(tree, LLTreeSet) else int
 
 
-def walk(table, sort, reverse=False, after=None, status=None, task=None):
-    """``(cursor, job id)`` of the sort, after the cursor ``after``."""
+def walk(table, sort, reverse=False, after=None, status=None, task=None,
+         backwards=False):
+    """``(cursor, job id)`` of the sort, after the cursor ``after``.
+
+    ``backwards``: the same list read from its end (before the cursor).
+    Descending, the jobs without a value still come last: the list
+    backwards is then its segments in reverse order, each ascending, not
+    the ascending list.
+    """
     parts = segments(table, sort, status, task)
     order = list(range(len(parts)))
-    if reverse and sort not in NULLS_LAST:
+    segmentsBack = reverse and sort not in NULLS_LAST
+    if backwards:
+        segmentsBack, reverse = not segmentsBack, not reverse
+    if segmentsBack:
         order.reverse()
     first = key = None
     if after is not None:
@@ -231,7 +243,7 @@ def cursor(table, job, sort):
             return job._statusKey
         if job.status in FINISHED:
             return keys[0]
-        return (WAITING.index(job.status) + 1) << _SHIFT | job._statusKey
+        return (UNSTARTED.index(job.status) + 1) << _SHIFT | job._statusKey
     if job.status in FINISHED:
         return job._statusKey if sort == 'completed' else keys[1]
     return (UNFINISHED.index(job.status) + 1) << _SHIFT | job._statusKey
@@ -279,14 +291,18 @@ def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
 
 
 def listIds(table, sort, status=None, task=None, start=0, size=None,
-            reverse=False, after=None, createdAfter=None, createdBefore=None):
+            reverse=False, after=None, createdAfter=None, createdBefore=None,
+            backwards=False):
     """The ids of a page of a sorted list (see ``listJobs``)."""
+    if backwards and sort not in NULLS_LAST:
+        # Read from its end, the list is the other direction's.
+        reverse, backwards = not reverse, False
     if sort == 'created' and after is None and (
             createdAfter is not None or createdBefore is not None):
         # Start at the range's end rather than walk to it.
         low, high = createdRange(createdAfter, createdBefore)
         after = (high + 1) if reverse else (low - 1)
-    pairs = walk(table, sort, reverse, after, status, task)
+    pairs = walk(table, sort, reverse, after, status, task, backwards)
     if sort == 'created' and (createdAfter is not None
                               or createdBefore is not None):
         low, high = createdRange(createdAfter, createdBefore)

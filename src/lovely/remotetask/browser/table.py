@@ -125,10 +125,11 @@ class JobSequence:
     def __len__(self):
         return self._length
 
-    def list(self, start=0, size=None, reverse=False, **after):
+    def list(self, start=0, size=None, backwards=False, **after):
+        """``listJobs`` of this sequence; ``backwards`` from its end."""
         return self.service.listJobs(
             status=self.status, task=self.task, start=start, size=size,
-            reverse=self.reverse != reverse, sort=self.sort,
+            reverse=self.reverse, sort=self.sort, backwards=backwards,
             **self.created, **after)
 
     def _list(self, start, size):
@@ -138,7 +139,7 @@ class JobSequence:
         if end < start:
             # Nearer the end: read backwards from there.
             return self.list(max(end - size, 0), min(size, end),
-                             reverse=True)[::-1]
+                             backwards=True)[::-1]
         return self.list(start, size)
 
     def cursor(self, job):
@@ -306,16 +307,25 @@ class JobsTable(table.Table):
         # the one that made it).
         skip = max(_integer(self.request.get(prefix + '-skip')) or 0, 0)
         size = self.batchSize
-        if after is not None:
-            page = jobs.list(start=skip, size=size, after=after)
-            cursor = {prefix + '-after': after}
-        elif before is not None:
-            page = jobs.list(start=skip, size=size, reverse=True,
-                             after=before)[::-1]
-            if len(page) < size:
-                return    # the first page: by its offset, 0
-            cursor = {prefix + '-before': before}
-        else:
+        if start == 0 or skip >= len(jobs):
+            # The first page is cheap by its offset, and shows the jobs
+            # added since; a skip that long is no link of this table.
+            return
+        try:
+            if after is not None:
+                page = jobs.list(start=skip, size=size, after=after)
+                cursor = {prefix + '-after': after}
+            elif before is not None:
+                page = jobs.list(start=skip, size=size, backwards=True,
+                                 after=before)[::-1]
+                if len(page) < size:
+                    return    # the first page: by its offset, 0
+                cursor = {prefix + '-before': before}
+            else:
+                return
+        except (TypeError, ValueError):
+            # Not a cursor of this list (another order, another filter,
+            # made by hand): the page by its offset.
             return
         if page:
             jobs.page = (start, page)
@@ -704,26 +714,27 @@ class JobsBatchProvider(batch.BatchProvider):
             return {}
         prefix, jobs = self.table.prefix, self.table.jobs
         if batch.index > current.index:
-            return {prefix + '-after': jobs.cursor(rows[-1][0][0]),
-                    prefix + '-skip':
-                        batch.start - current.start - len(rows) or None}
-        return {prefix + '-before': jobs.cursor(rows[0][0][0]),
-                prefix + '-skip':
-                    current.start - batch.start - batch.size or None}
+            skip = batch.start - current.start - len(rows)
+            cursor = {prefix + '-after': jobs.cursor(rows[-1][0][0])}
+        else:
+            skip = current.start - batch.start - batch.size
+            cursor = {prefix + '-before': jobs.cursor(rows[0][0][0])}
+        if skip < 0:
+            return {}    # pages not on the size's boundaries: by offset
+        return {**cursor, prefix + '-skip': skip or None}
 
     def render(self):
         links = [super().render()]
         translate = zope.i18n.translate
         rows = self.table.rows
-        jobs, prefix = self.table.jobs, self.table.prefix
+        if not rows:
+            return links[0]
         if self.batch.previous is not None:
             links.insert(0, self.renderBatchLink(
                 self.batch.previous, 'previous',
-                html.escape(translate(_('Previous'), context=self.request)),
-                {prefix + '-before': jobs.cursor(rows[0][0][0])}))
+                html.escape(translate(_('Previous'), context=self.request))))
         if self.batch.next is not None:
             links.append(self.renderBatchLink(
                 self.batch.next, 'next',
-                html.escape(translate(_('Next'), context=self.request)),
-                {prefix + '-after': jobs.cursor(rows[-1][0][0])}))
+                html.escape(translate(_('Next'), context=self.request))))
         return '\n'.join(links)

@@ -62,8 +62,10 @@ class Service:
 
     def listJobs(self, status=None, task=None, start=0, size=None,
                  reverse=False, after=None, sort=None, createdAfter=None,
-                 createdBefore=None):
+                 createdBefore=None, backwards=False):
         assert size is not None, 'listJobs asked for every job'
+        # Unsorted: from the end is the other direction.
+        reverse = reverse != backwards
         if after is not None:
             # Ids are the cursors; the jobs after ``after`` (before it,
             # if ``reverse``), ``start`` of them skipped.

@@ -42,7 +42,7 @@ def expected(service, sort, reverse=False, status=None, task=None):
         if sort == 'task':
             return (job.task, job.id)
         # No value: after the others, by status, then by entering it.
-        group = sorting.WAITING if sort == 'started' \
+        group = sorting.UNSTARTED if sort == 'started' \
             else sorting.UNFINISHED
         return (group.index(job.status) + 1, job._statusKey)
 
