@@ -119,6 +119,9 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
         self._nextDue = None    # when the next scheduled job is due
         self._watching = None   # oids whose change wakes this processor
         self._heart = None      # the workers.Heartbeat while it runs
+        # A restarted ZEO server hands out the oids a client prefetched
+        # from the one before: drop them (see storagefaults.py).
+        storagefaults.guardPrefetchedOids(db)
 
     # -- transactions ---------------------------------------------------------
 
@@ -355,8 +358,7 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
                     log.warning('%s: storage fault (%s: %s); pausing %.2g s',
                                 self.workerId, error.__class__.__name__,
                                 error, pause)
-                    if isinstance(error, ValueError):
-                        storagefaults.dropPrefetchedOids(self.db)
+                    storagefaults.repair(self.db, error)
                 else:
                     pause = backoff
                     log.exception('%s: processing failed; pausing %g s',

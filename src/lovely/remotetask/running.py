@@ -96,6 +96,7 @@ class JobRunner:
             except Exception as error:
                 # A storage fault, or a transaction a task left unusable:
                 # each job runs again alone (if it is still ours).
+                storagefaults.repair(self.db, error)
                 level = logging.INFO if storagefaults.isStorageFault(error) \
                     else logging.WARNING
                 log.log(level, '%s: a group of %d jobs failed (%s: %s); '
@@ -243,6 +244,11 @@ class JobRunner:
                 raise _GroupBroken(error, text)
             # The task's commit hooks go with its writes.
             _dropHooks(txn, hooks)
+            if storagefaults.isDuplicateOid(error):
+                # The rollback may have cost the connection an object of
+                # the group's (see storagefaults.py): not committed; the
+                # group's jobs run again alone.
+                raise
             if isinstance(error, TransientError) \
                     or storagefaults.isStorageFault(error):
                 return None   # not the task's failure: run it alone

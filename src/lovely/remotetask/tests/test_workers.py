@@ -166,6 +166,73 @@ class StorageFaultTests(Base):
         self.assertEqual(Storage._oids, [])
         storagefaults.dropPrefetchedOids(self.db)  # no ZEO: nothing
 
+    def test_prefetched_oids_are_dropped_at_every_reconnection(self):
+        # A restarted ZEO server hands out the oids a client prefetched
+        # from the server before: the client drops them when its
+        # connection ends and when it is made again.
+        calls = []
+
+        class ClientStorage:
+            _oids = []
+
+            def notify_connected(self, conn, info):
+                calls.append(('connected', list(self._oids)))
+
+            def notify_disconnected(self):
+                calls.append(('disconnected', list(self._oids)))
+
+        class DB:
+            storage = ClientStorage()
+        db = DB()
+        self.assertTrue(storagefaults.guardPrefetchedOids(db))
+        self.assertTrue(storagefaults.guardPrefetchedOids(db))  # once
+        db.storage._oids[:] = [b'3', b'2']
+        db.storage.notify_disconnected()
+        db.storage._oids[:] = [b'5', b'4']
+        db.storage.notify_connected('conn', {})
+        self.assertEqual(calls, [('disconnected', []), ('connected', [])])
+        self.assertFalse(storagefaults.guardPrefetchedOids(self.db))
+
+    def test_a_duplicate_oid_costs_no_write(self):
+        # A new object gets the oid of an object the connection holds
+        # (after a ZEO server restart, see storagefaults.py): the commit
+        # fails, and its abort takes the other object out of the cache,
+        # though its parent still refers to it.  ``repair`` (which a
+        # processor calls after the fault) empties the caches: the next
+        # transaction's writes to it are stored again.
+        from persistent.mapping import PersistentMapping
+        conn, tm = self.open()
+        self.addCleanup(conn.close)
+        self.addCleanup(tm.abort)
+        root = conn.root()
+        root['held'] = PersistentMapping(n=0)
+        root['other'] = PersistentMapping()
+        tm.commit()
+        held = root['held']
+        self.assertEqual(held['n'], 0)
+        # A stale prefetched oid (the connection's storage copied the
+        # method of the database's).
+        storage = conn._storage
+        storage.new_oid = lambda: held._p_oid
+        self.addCleanup(vars(storage).pop, 'new_oid', None)
+        root['other']['new'] = PersistentMapping()
+        # In a savepoint (as a group's tasks run; a ZEO client's commit
+        # too stores before the server can answer): the new object is
+        # stored, then put into the cache.
+        with self.assertRaises(ValueError) as raised:
+            tm.savepoint()
+        self.assertTrue(storagefaults.isStorageFault(raised.exception))
+        tm.abort()
+        del storage.new_oid
+        self.assertIsNone(held._p_jar)   # (ZODB's abort) out of the cache
+        storagefaults.repair(self.db, raised.exception)
+        tm.begin()
+        root['held']['n'] = 1
+        tm.commit()
+        other, otm = self.open()
+        self.addCleanup(other.close)
+        self.assertEqual(other.root()['held']['n'], 1)
+
 
 class ObservationTests(unittest.TestCase):
 
