@@ -34,6 +34,7 @@ import zope.processlifetime
 from zope.app.appsetup import appsetup
 
 from lovely.remotetask import processor
+from lovely.remotetask import storagefaults
 from lovely.remotetask.app import logsafe
 
 
@@ -109,6 +110,9 @@ def open_database(configfile, autostart=True):
     """
     options = configure(configfile, autostart)
     db = appsetup.multi_database(options.databases)[0][0]
+    # Web requests add jobs too: a ZEO client of the server must not reuse
+    # the oids it prefetched before a server restart (storagefaults.py).
+    storagefaults.guardPrefetchedOids(db)
     announce(db)
     return db
 

@@ -7,6 +7,7 @@ the processes it started, by their process id.
 import base64
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -500,3 +501,45 @@ class WorkerTests(unittest.TestCase):
         self.assertIn("No configuration file 'var/zope.conf'",
                       self.worker.output())
         self.assertFalse(os.path.exists(os.path.join(self.dir, 'var')))
+
+
+ZEO_SCRIPT = textwrap.dedent('''
+    import re
+    import sys
+    from lovely.remotetask.app import instance
+    from lovely.remotetask.app.database import open_database
+
+    instance.make()
+    with open('var/zope.conf') as f:
+        text = f.read()
+    text = '%import ZEO\\n' + re.sub(
+        r'<zodb>\\s*cache-size \\d+\\s*<filestorage>.*?</filestorage>\\s*'
+        r'</zodb>', '<zodb>\\n  <zeoclient>\\n    server ' + sys.argv[1]
+        + '\\n  </zeoclient>\\n</zodb>', text, count=1, flags=re.S)
+    with open('var/zope.conf', 'w') as f:
+        f.write(text)
+    db = open_database('var/zope.conf', autostart=False)
+    print('GUARDED', db.storage._remotetask_oids_guarded)
+    db.close()
+''')
+
+
+class ZEOClientTests(unittest.TestCase):
+    """The server's database as a ZEO client."""
+
+    def test_prefetched_oids_are_guarded(self):
+        # Web requests add jobs (new objects) too: the server's client
+        # drops its prefetched oids when the ZEO server goes away or
+        # comes back (see storagefaults.py), as a worker's does.
+        import ZEO
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory, True)
+        address, stop = ZEO.server(
+            path=os.path.join(directory, 'zeo.fs'))
+        self.addCleanup(stop)
+        done = subprocess.run(
+            [sys.executable, '-c', ZEO_SCRIPT, '%s:%s' % address],
+            cwd=directory, env=environment(), capture_output=True,
+            text=True, timeout=STARTUP)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn('GUARDED True', done.stdout)
