@@ -143,6 +143,8 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
                     return result
                 except Exception as error:
                     tm.abort()
+                    # Whoever handles it: the caches are whole again.
+                    storagefaults.repair(self.db, error)
                     if faultTime and storagefaults.isStorageFault(error) \
                             and not _closed(self.db) and backoff.wait(error):
                         continue

@@ -14,6 +14,7 @@ after the task, before the commit, rolls its writes back (the whole run,
 or its task's savepoint in a group) and ``fail`` ends it cancelled.
 """
 import logging
+import random
 import threading
 import time
 import traceback
@@ -181,6 +182,7 @@ class JobRunner:
                 # others run alone (those no longer ours are left).
                 committed = txn.status == TxStatus.COMMITTED
                 tm.abort()
+                storagefaults.repair(self.db, broken.error)
                 self._fail(jobids[index], broken.error, broken.text, now)
                 before = alone if committed else jobids[:index]
                 return list(before) + list(jobids[index + 1:]), []
@@ -235,6 +237,12 @@ class JobRunner:
             # BaseException too: a task calling sys.exit() must not end
             # the processor, nor leave its job processing.
             text = traceback.format_exc()
+            if storagefaults.isDuplicateOid(error) and tm.get() is txn:
+                # The abort may cost the connection an object of the
+                # group's (see storagefaults.py): the group is not
+                # committed, its jobs run again alone (``runGroup``
+                # repairs the caches first).
+                raise
             if isinstance(error, TransactionEnded) or not _usable(tm, txn):
                 raise _GroupBroken(error, text)
             try:
@@ -244,11 +252,6 @@ class JobRunner:
                 raise _GroupBroken(error, text)
             # The task's commit hooks go with its writes.
             _dropHooks(txn, hooks)
-            if storagefaults.isDuplicateOid(error):
-                # The rollback may have cost the connection an object of
-                # the group's (see storagefaults.py): not committed; the
-                # group's jobs run again alone.
-                raise
             if isinstance(error, TransientError) \
                     or storagefaults.isStorageFault(error):
                 return None   # not the task's failure: run it alone
@@ -331,6 +334,7 @@ class JobRunner:
                         events.notify(events.ConflictRetried(service))
                         log.info('Job %s: conflict (%s), running it again',
                                  jobid, error.__class__.__name__)
+                        time.sleep(conflictPause(conflicts))
                         continue
                     self._fail(jobid, f'{error.__class__.__name__}: gave up '
                                f'after {conflicts} conflicting runs', None,
@@ -428,6 +432,21 @@ def _usable(tm, txn):
 #: A group's transaction starts no more tasks after this many times the
 #: processor's ``groupTime``: its other jobs go on in the next.
 GROUP_OVERRUN = 2
+#: Seconds before the first re-run of a run whose commit conflicted, at
+#: most; each further re-run waits up to twice as long, at most
+#: ``CONFLICT_PAUSE_MAX``.
+CONFLICT_PAUSE = 0.01
+CONFLICT_PAUSE_MAX = 0.5
+
+
+def conflictPause(conflicts):
+    """Seconds to wait before re-running a run that conflicted
+    ``conflicts`` times: at random up to a bound that doubles (as
+    ``bulk.inBatches`` does), so that the transaction it conflicted with
+    (a batch of "cancel all", a burst of adds) can end, and two runs that
+    conflicted with each other do not meet again at once."""
+    return random.uniform(0, min(CONFLICT_PAUSE_MAX,
+                                 CONFLICT_PAUSE * 2 ** (conflicts - 1)))
 
 
 class _Conflicted:
