@@ -28,6 +28,7 @@ from ZODB.POSException import ConflictError
 from lovely.remotetask import inbox
 from lovely.remotetask import interfaces
 from lovely.remotetask import processor
+from lovely.remotetask import running
 from lovely.remotetask import task
 from lovely.remotetask.interfaces import CANCELLED
 from lovely.remotetask.interfaces import COMPLETED
@@ -782,6 +783,28 @@ class ConflictingRunTests(ServiceTestCase):
         self.assertIn(f'Job {jobid}: conflict (ConflictError), running it '
                       f'again', self.log.messages())
         self.assertConsistent(service)
+
+    def test_conflict_reruns_pause_longer_each_time(self):
+        self.conflictingRuns = 3
+        jobid, = self.addJobs(1, 1000, task='increment')
+        pauses = []
+
+        def pause(conflicts):
+            pauses.append(conflicts)
+            return 0.0
+        original = running.conflictPause
+        running.conflictPause = pause
+        self.addCleanup(setattr, running, 'conflictPause', original)
+        self.assertTrue(self.processor().step(self.now))
+        self.assertEqual(self.runs, [jobid] * 4)
+        self.assertEqual(pauses, [1, 2, 3])
+        self.assertEqual(self.fresh().jobs[jobid].status, COMPLETED)
+        # At random, up to 10 ms, 20 ms, ..., at most 0.5 s.
+        for conflicts, bound in ((1, 0.01), (2, 0.02), (3, 0.04),
+                                 (7, 0.5), (60, 0.5)):
+            for n in range(20):
+                self.assertTrue(
+                    0 <= original(conflicts) <= bound, conflicts)
 
     def test_conflicting_every_time_gives_up_after_max_conflict_retries(self):
         self.conflictingRuns = 1000
