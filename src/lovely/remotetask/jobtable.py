@@ -501,13 +501,14 @@ class JobTable:
         if sort is None and (createdAfter is not None
                              or createdBefore is not None):
             sort = 'created'
+        if backwards and sort not in sorting.NULLS_LAST:
+            # Read from its end, the list is the other direction's.
+            reverse, backwards = not reverse, False
         if sort is not None:
             ids = sorting.listIds(self, sort, status, task, start, size,
                                   reverse, after, createdAfter, createdBefore,
                                   backwards)
             return [self.jobs[jobid] for jobid in ids]
-        if backwards:
-            reverse = not reverse
         ids = self._idsAfter(status, task, after, reverse)
         stop = None if size is None else start + size
         return [self.jobs[jobid]

@@ -143,11 +143,13 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
                     return result
                 except Exception as error:
                     tm.abort()
-                    # Whoever handles it: the caches are whole again.
-                    storagefaults.repair(self.db, error)
                     if faultTime and storagefaults.isStorageFault(error) \
-                            and not _closed(self.db) and backoff.wait(error):
-                        continue
+                            and not _closed(self.db):
+                        if backoff.wait(error):   # (repairs first)
+                            continue
+                    else:
+                        # Whoever handles it: the caches are whole again.
+                        storagefaults.repair(self.db, error)
                     if not isinstance(error, TransientError) \
                             or attempt >= retries:
                         raise
@@ -360,7 +362,6 @@ class BaseProcessor(handoff.HandOffs, JobRunner):
                     log.warning('%s: storage fault (%s: %s); pausing %.2g s',
                                 self.workerId, error.__class__.__name__,
                                 error, pause)
-                    storagefaults.repair(self.db, error)
                 else:
                     pause = backoff
                     log.exception('%s: processing failed; pausing %g s',

@@ -136,16 +136,34 @@ def removed(table, job):
 
 # -- walking -----------------------------------------------------------------
 
+#: The sorts whose segments are by status: the statuses of the first
+#: segment (the jobs with a value; None: no such segment), and those of
+#: the segments after it, one each.
+_STATUS_SEGMENTS = {
+    'started': ((PROCESSING,) + FINISHED, UNSTARTED),
+    'completed': (FINISHED, UNFINISHED),
+    'duration': (FINISHED, UNFINISHED),
+    'status': (None, STATUSES),
+}
+
+
 def segmentStatuses(sort):
     """The statuses of the jobs of each segment of ``sort``; None when
     the segments hold jobs of any status."""
+    if sort not in _STATUS_SEGMENTS:
+        return None
+    head, tail = _STATUS_SEGMENTS[sort]
+    return ([head] if head else []) + [(name,) for name in tail]
+
+
+def _valued(table, sort):
+    """The sets of the first segment of ``sort``: its jobs with a value."""
+    index = table._index
     if sort == 'started':
-        return [(PROCESSING,) + FINISHED] + [(name,) for name in UNSTARTED]
-    if sort in ('completed', 'duration'):
-        return [FINISHED] + [(name,) for name in UNFINISHED]
-    if sort == 'status':
-        return [(name,) for name in STATUSES]
-    return None
+        return [index[PROCESSING], table._started]
+    if sort == 'completed':
+        return [index[COMPLETED], index[ERROR]]
+    return [table._duration]
 
 
 def segments(table, sort, status=None, task=None):
@@ -157,25 +175,16 @@ def segments(table, sort, status=None, task=None):
     jobs of a task in its id set and, while they are new, in the inbox
     (see inbox.py).
     """
-    index = table._index
-    sets = table._statusSets
     if sort == 'created':
         return [[table._created, table._inbox]]
     if sort == 'task':
         return [table._taskSets(name) if task in (None, name) else []
                 for name in table.taskNames()]
-    if sort == 'started':
-        parts = [[index[PROCESSING], table._started]] + [
-            sets(name) for name in UNSTARTED]
-    elif sort == 'completed':
-        parts = [[index[COMPLETED], index[ERROR]]] + [
-            sets(name) for name in UNFINISHED]
-    elif sort == 'duration':
-        parts = [[table._duration]] + [sets(name) for name in UNFINISHED]
-    elif sort == 'status':
-        parts = [sets(name) for name in STATUSES]
-    else:
+    if sort not in _STATUS_SEGMENTS:
         raise ValueError(sort)
+    head, tail = _STATUS_SEGMENTS[sort]
+    parts = ([_valued(table, sort)] if head else []) + [
+        table._statusSets(name) for name in tail]
     return [part if status is None or status in statuses else []
             for part, statuses in zip(parts, segmentStatuses(sort))]
 
@@ -293,10 +302,8 @@ def filtered(table, pairs, sort, status, task, createdAfter, createdBefore):
 def listIds(table, sort, status=None, task=None, start=0, size=None,
             reverse=False, after=None, createdAfter=None, createdBefore=None,
             backwards=False):
-    """The ids of a page of a sorted list (see ``listJobs``)."""
-    if backwards and sort not in NULLS_LAST:
-        # Read from its end, the list is the other direction's.
-        reverse, backwards = not reverse, False
+    """The ids of a page of a sorted list (see ``listJobs``; the caller
+    turns ``backwards`` into ``reverse`` where they are the same)."""
     if sort == 'created' and after is None and (
             createdAfter is not None or createdBefore is not None):
         # Start at the range's end rather than walk to it.

@@ -88,10 +88,9 @@ class CursorTests(ServiceTestCase):
         from zope.publisher.browser import TestRequest
 
         from lovely.remotetask.browser.table import JobsTable
-        from lovely.remotetask.tests.test_tablelinks import TableLinkTests
+        from lovely.remotetask.tests.test_tablelinks import links
         from lovely.remotetask.tests.test_tablelinks import provideViews
         provideViews()
-        links = TableLinkTests.links
 
         def table(service, form, status, task):
             form = dict(form, **{'jobs-batchSize': '50'})
@@ -110,7 +109,7 @@ class CursorTests(ServiceTestCase):
                           {'jobs-sortOn': 'status'},
                           {'jobs-sortOn': 'started'}):
                 middle = dict(order, **{'jobs-batchStart': '1000'})
-                deep = links(None, table(self.fresh(), middle, status, task))
+                deep = links(table(self.fresh(), middle, status, task))
                 first = self.loads(
                     lambda s: table(s, order, status, task).render())
                 for label in ('Previous', 'Next', '18', '19', '23', '24'):

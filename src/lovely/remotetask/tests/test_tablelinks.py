@@ -48,6 +48,14 @@ def provideViews():
         name='jobs-batch')
 
 
+def links(table):
+    """{label: query} of the page links of a jobs table."""
+    html = table.renderBatch()
+    return {label: dict(parse_qsl(query.replace('&amp;', '&')))
+            for query, label in re.findall(
+                r'<a href="[^"?]*\?([^"]*)"[^>]*>([^<]*)</a>', html)}
+
+
 class TableLinkTests(ServiceTestCase):
 
     def setUp(self):
@@ -67,12 +75,6 @@ class TableLinkTests(ServiceTestCase):
 
     def rows(self, table):
         return [row[0][0].id for row in table.rows]
-
-    def links(self, table):
-        html = table.renderBatch()
-        return {label: dict(parse_qsl(query.replace('&amp;', '&')))
-                for query, label in re.findall(
-                    r'<a href="[^"?]*\?([^"]*)"[^>]*>([^<]*)</a>', html)}
 
     def test_waiting_jobs_are_in_every_sort(self):
         service = self.fresh()
@@ -131,7 +133,7 @@ class TableLinkTests(ServiceTestCase):
                     continue
                 page = self.table(dict(base, **{
                     'jobs-batchStart': str(current * SIZE)}), **filters)
-                for label, link in self.links(page).items():
+                for label, link in links(page).items():
                     start = int(link.get('jobs-batchStart', '0'))
                     self.assertEqual(
                         self.rows(self.table(link, **filters)),
@@ -162,8 +164,8 @@ class TableLinkTests(ServiceTestCase):
         # all the same: a job added since shows, in the page and its
         # refresh.
         page = self.table({'jobs-batchStart': '12', 'jobs-batchSize': '6'})
-        self.assertNotIn('jobs-before', self.links(page)['1'])
-        previous = self.links(page)['Previous']
+        self.assertNotIn('jobs-before', links(page)['1'])
+        previous = links(page)['Previous']
         self.assertIn('jobs-before', previous)
         jobid = self.transact(lambda s: s.add('echo', 'new'))
         first = self.table(dict(previous, **{'jobs-batchStart': '0'}))
@@ -176,7 +178,7 @@ class TableLinkTests(ServiceTestCase):
         every = [job.id for job in self.fresh().listJobs(
             sort='created', reverse=True)]
         page = self.table({'jobs-batchStart': '17', 'jobs-batchSize': '5'})
-        for label, link in self.links(page).items():
+        for label, link in links(page).items():
             start = int(link.get('jobs-batchStart', '0'))
             self.assertEqual(self.rows(self.table(link)),
                              every[start:start + 5], (label, link))
